@@ -1,0 +1,128 @@
+"""API keys with scopes. Keys are random tokens; only their SHA-256 is stored (a fast hash is
+enough for 256 bits of entropy — it is passwords that need slow hashes).
+
+Scopes: `decide` (ask for decisions, drain the outbox), `feedback` (events, conversions, rewards,
+usage, customer profiles and consents), `read_logs` (decision records, audit, frame status),
+`approve` (frames and policies), `admin` (everything, keys and erasure). Verified keys are
+cached for a few seconds, so a revocation takes effect within that time on every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import Engine
+
+from campaign_db import queries
+from campaign_db.engine import session_scope
+from campaign_db.types import utcnow
+
+SCOPES = ("decide", "feedback", "read_logs", "approve", "admin")
+KEY_PREFIX = "co_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+ANONYMOUS = Principal(name="anonymous (auth disabled)", scopes=frozenset(SCOPES))
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(engine: Engine, *, name: str, scopes: list[str], actor: str) -> tuple[int, str]:
+    """A new key: returns its id and the key itself, which is not stored and not shown again."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes: unknown {unknown} (choose from {', '.join(SCOPES)})")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with session_scope(engine, write=True) as session:
+        row = queries.add_api_key(
+            session,
+            name=name,
+            prefix=key[:10],
+            key_hash=hash_key(key),
+            scopes=sorted(set(scopes)),
+            actor=actor,
+            now=utcnow(),
+        )
+        assert row.id is not None
+        return row.id, key
+
+
+class KeyVerifier:
+    """Looks keys up by hash, caching answers (found or not) for `ttl` seconds."""
+
+    def __init__(self, engine: Engine, *, ttl: float = 5.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        with session_scope(self.engine) as session:
+            row = queries.api_key_by_hash(session, key_hash=digest)
+        principal = (
+            Principal(name=row.name, scopes=frozenset(row.scopes))
+            if row is not None and row.revoked_at is None
+            else None
+        )
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def require(scope: str) -> Callable[[Request], Principal]:
+    """A dependency: the caller's principal if its key carries `scope` (401/403 otherwise)."""
+
+    def dependency(request: Request) -> Principal:
+        services = request.app.state.services
+        if not services.settings.auth_enabled:
+            return ANONYMOUS
+        key = _presented_key(request)
+        if not key:
+            raise HTTPException(401, "an API key is required (Authorization: Bearer <key>)")
+        principal: Principal | None = services.keys.verify(key)
+        if principal is None:
+            raise HTTPException(401, "unknown or revoked API key")
+        if not principal.allows(scope):
+            raise HTTPException(403, f"this key lacks the {scope!r} scope")
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+DecideKey = Annotated[Principal, Depends(require("decide"))]
+FeedbackKey = Annotated[Principal, Depends(require("feedback"))]
+ReadKey = Annotated[Principal, Depends(require("read_logs"))]
+ApproveKey = Annotated[Principal, Depends(require("approve"))]
+AdminKey = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,105 @@
+"""`campopt demo`: the whole loop on the embedded default, start to finish in one command."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from api.app import build_services
+from api.settings import Settings
+from campaign_db import queries
+from campaign_db.catalog import load_catalog
+from campaign_db.catalog_schema import CatalogSpec
+from campaign_db.engine import session_scope
+from optimizer.learner import OnlineLearner, PoolPublisher
+from optimizer.simulator.report import summarize, write_report
+from optimizer.simulator.run import Simulation, SimulationConfig
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    summary: dict[str, Any]
+    report: Path
+    database: Path
+    registered: dict[str, str]
+
+
+def run_demo(
+    *,
+    catalog: CatalogSpec,
+    out: Path,
+    config: SimulationConfig,
+    register: bool = True,
+    on_day: Callable[[int], None] | None = None,
+) -> DemoResult:
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    database = out / "campopt.db"
+    for suffix in ("", "-wal", "-shm", ".campopt-scheduler.lock"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = Settings(
+        data_dir=out,
+        database_url=f"sqlite:///{database.resolve()}",
+        mlflow_tracking_uri="disabled",
+        scheduler_enabled=False,
+    )
+    services = build_services(settings)
+    try:
+        with session_scope(services.engine, write=True) as session:
+            load_catalog(session, catalog=catalog, source="example catalog", actor="demo")
+        services.catalog.refresh(force=True)
+        learner = OnlineLearner(
+            services.engine, services.catalog, publisher=PoolPublisher(services.policies)
+        )
+        simulation = Simulation(
+            services.engine,
+            services.decisions,
+            learner,
+            config=config,
+            usage_config=settings.usage_index,
+        )
+        simulation.populate()
+        result = simulation.run(on_day)
+        snapshot, lines = services.catalog.current()
+        with session_scope(services.engine) as session:
+            contacts = queries.all_contacts(session)
+        summary = summarize(
+            result,
+            contacts=contacts,
+            snapshot=snapshot,
+            runtime_seconds=time.perf_counter() - started,
+        )
+        registered = {}
+        if register:
+            registered = _register(learner, snapshot, lines, out)
+            summary["registered_champions"] = registered
+        report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
+    finally:
+        services.close()
+    return DemoResult(summary=summary, report=report, database=database, registered=registered)
+
+
+def _register(learner: OnlineLearner, snapshot: Any, lines: Any, out: Path) -> dict[str, str]:
+    """Register the learned policies in a local MLflow store as champions."""
+    from optimizer.registry import CHAMPION, PolicyRegistry
+
+    registry = PolicyRegistry(
+        f"sqlite:///{(out / 'mlflow.db').resolve()}", artifact_root=out / "mlartifacts"
+    )
+    action_lines = {sig: lines[action_id] for sig, action_id in snapshot.actions.items()}
+    versions = {}
+    for name, lineage in sorted(learner.lineages.items()):
+        frame = next((f for f in snapshot.frames if f.key == name), None)
+        floor = lineage.policy.spec.floor_share(frame.spec.exploration) if frame else 0.05
+        versions[name] = registry.register(
+            lineage.policy,
+            action_lines=action_lines,
+            floor_share=floor,
+            source="demo",
+            tags={"cursor": str(learner.cursor)},
+            alias=CHAMPION,
+        )
+    return versions

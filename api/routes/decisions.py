@@ -1,0 +1,40 @@
+"""POST /v1/decisions and GET /v1/decisions/{id}."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from api.auth import DecideKey, ReadKey
+from api.deps import ServicesDep
+from api.errors import ERROR_RESPONSES
+from api.observability import DECISIONS
+from optimizer.decisions import DecisionAnswer, DecisionRecord, DecisionRequest
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+def _json(model: DecisionAnswer | DecisionRecord) -> Response:
+    return Response(content=model.model_dump_json(), media_type="application/json")
+
+
+@router.post("", response_model=DecisionAnswer, responses=ERROR_RESPONSES)
+async def decide(_key: DecideKey, request: DecisionRequest, services: ServicesDep) -> Response:
+    """Choose what to send this customer now, inside the approved frame for the trigger.
+
+    The decision is logged and the contact reserved before this answers; the same `request_id`
+    returns the same answer and reserves nothing more.
+    """
+    answer = await services.decisions.decide_async(request)
+    DECISIONS.labels(
+        frame=answer.frame.key if answer.frame else "", reason=answer.reason.value
+    ).inc()
+    return _json(services.decisions.personalise(answer, request.personalisation))
+
+
+@router.get("/{decision_id}", response_model=DecisionRecord, responses=ERROR_RESPONSES)
+def get_decision(_key: ReadKey, decision_id: uuid.UUID, services: ServicesDep) -> Response:
+    """The logged decision with its candidates, distribution and eligibility trace."""
+    return _json(services.decisions.record(decision_id))

@@ -1,0 +1,72 @@
+"""Delivery events, conversions and direct rewards."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from api.auth import FeedbackKey
+from api.deps import ServicesDep
+from api.errors import ERROR_RESPONSES
+from api.observability import FEEDBACK_LAG
+from campaign_db.types import utcnow
+from optimizer import feedback
+from optimizer.feedback import (
+    ConversionIn,
+    ConversionResult,
+    DeliveryEventIn,
+    DeliveryEventResult,
+    RewardIn,
+    RewardResult,
+)
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post(
+    "/v1/decisions/{decision_id}/events",
+    response_model=DeliveryEventResult,
+    responses=ERROR_RESPONSES,
+)
+def post_event(
+    _key: FeedbackKey, decision_id: uuid.UUID, event: DeliveryEventIn, services: ServicesDep
+) -> DeliveryEventResult:
+    """Report what happened to a contact: sent, delivered, opened, clicked, bounced, failed,
+    unsubscribed or complained. A repeated `event_id` changes nothing."""
+    result = feedback.record_event(services.engine, decision_id=decision_id, event=event)
+    if event.occurred_at is not None:
+        FEEDBACK_LAG.labels(kind="event").observe(
+            max((utcnow() - event.occurred_at).total_seconds(), 0)
+        )
+    return result
+
+
+@router.post(
+    "/v1/conversions",
+    response_model=ConversionResult,
+    status_code=202,
+    responses={200: {"model": ConversionResult, "description": "duplicate"}, **ERROR_RESPONSES},
+)
+def post_conversion(
+    _key: FeedbackKey, conversion: ConversionIn, services: ServicesDep, response: Response
+) -> ConversionResult:
+    """Record a conversion and attribute it to the customer's decision by last touch within the
+    frame's attribution window. Unknown customers are stored unattributed; a repeated
+    `conversion_id` changes nothing."""
+    result = feedback.record_conversion(services.engine, conversion=conversion)
+    FEEDBACK_LAG.labels(kind="conversion").observe(
+        max((utcnow() - conversion.occurred_at).total_seconds(), 0)
+    )
+    response.status_code = 200 if result.duplicate else 202
+    return result
+
+
+@router.post(
+    "/v1/decisions/{decision_id}/reward", response_model=RewardResult, responses=ERROR_RESPONSES
+)
+def post_reward(
+    _key: FeedbackKey, decision_id: uuid.UUID, reward: RewardIn, services: ServicesDep
+) -> RewardResult:
+    """Set a decision's reward directly (it becomes final when the window closes)."""
+    return feedback.record_reward(services.engine, decision_id=decision_id, reward=reward)

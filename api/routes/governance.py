@@ -1,0 +1,257 @@
+"""Frames, policies and the audit log: the governance API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api.auth import ApproveKey, ReadKey
+from api.deps import ServicesDep
+from api.errors import ERROR_RESPONSES
+from campaign_db import queries
+from campaign_db.catalog import approve_frame
+from campaign_db.catalog_schema import KEY_PATTERN
+from campaign_db.engine import session_scope
+from campaign_db.types import NulFreeStr, utcnow
+from optimizer import guardrails
+from optimizer.errors import ConflictError, NotFoundError
+from optimizer.lifecycle import parse_version_id
+
+router = APIRouter(tags=["governance"])
+FrameKey = Annotated[str, Path(pattern=KEY_PATTERN)]
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: NulFreeStr = Field(default="", max_length=2000)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Annotated[str, Field(pattern=KEY_PATTERN)]
+    to_version: Annotated[str, Field(pattern=r"^\d{1,9}$")] | None = None
+    reason: NulFreeStr = Field(default="", max_length=2000)
+
+
+class FrameVersionOut(BaseModel):
+    version: int
+    status: str
+    approved_by: str | None
+    approved_at: datetime | None
+    created_at: datetime
+
+
+class FrameOut(BaseModel):
+    key: str
+    name: str
+    mode: str
+    versions: list[FrameVersionOut]
+
+
+class FrameStatusOut(BaseModel):
+    key: str
+    active_version: int | None
+    mode: str
+    mode_reason: str
+    mode_since: datetime | None
+    health: dict[str, Any] | None
+    champion: str | None
+
+
+class PolicyActionOut(BaseModel):
+    policy: str
+    version: str
+    replaced: str | None
+    action: str
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any] | None
+
+
+@router.get("/v1/frames", response_model=list[FrameOut], responses=ERROR_RESPONSES)
+def list_frames(_key: ReadKey, services: ServicesDep) -> list[FrameOut]:
+    """Every frame with its versions and lifecycle status."""
+    with session_scope(services.engine) as session:
+        states = queries.frame_states(session)
+        overview = queries.catalog_overview(session)
+    frames: dict[str, FrameOut] = {}
+    for row in overview.frames:
+        out = frames.setdefault(
+            row.key,
+            FrameOut(
+                key=row.key,
+                name=row.name,
+                mode=states[row.key].mode if row.key in states else "normal",
+                versions=[],
+            ),
+        )
+        out.name = row.name
+        out.versions.append(
+            FrameVersionOut(
+                version=row.version,
+                status=row.status,
+                approved_by=row.approved_by,
+                approved_at=row.approved_at,
+                created_at=row.created_at,
+            )
+        )
+    return list(frames.values())
+
+
+@router.get("/v1/frames/{key}/status", response_model=FrameStatusOut, responses=ERROR_RESPONSES)
+def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameStatusOut:
+    """Mode (normal, or safe after a kill switch), live guardrail metrics and the champion."""
+    services.catalog.refresh()
+    snapshot, _ = services.catalog.current()
+    with session_scope(services.engine) as session:
+        versions = queries.frame_versions_of(session, key=key)
+        state = queries.frame_states(session).get(key)
+    if not versions:
+        raise NotFoundError("key", f"no frame {key!r}")
+    frame = next((f for f in snapshot.frames if f.key == key), None)
+    health = None
+    if frame is not None:
+        health = guardrails.frame_health(
+            services.engine,
+            frame,
+            now=utcnow(),
+            window=timedelta(days=services.settings.guardrail_window_days),
+            mode=state.mode if state else "normal",
+        ).to_dict()
+    champion = None
+    if services.source is not None:
+        try:
+            champion = services.source.serving_version(key)
+        except Exception:
+            champion = None
+    return FrameStatusOut(
+        key=key,
+        active_version=frame.version if frame else None,
+        mode=state.mode if state else "normal",
+        mode_reason=state.reason if state else "",
+        mode_since=state.changed_at if state else None,
+        health=health,
+        champion=champion,
+    )
+
+
+@router.post(
+    "/v1/frames/{key}/versions/{version}/approve",
+    response_model=FrameVersionOut,
+    responses=ERROR_RESPONSES,
+)
+def approve_frame_version(
+    principal: ApproveKey, key: FrameKey, version: int, body: Reason, services: ServicesDep
+) -> FrameVersionOut:
+    """Approve a draft frame version: it becomes active, the version it replaces retires."""
+    try:
+        with session_scope(services.engine, write=True) as session:
+            frame = approve_frame(
+                session, key=key, version=version, approver=principal.name, now=utcnow()
+            )
+    except LookupError as exc:
+        raise NotFoundError("version", str(exc)) from None
+    except ValueError as exc:
+        raise ConflictError("version", str(exc)) from None
+    services.catalog.refresh(force=True)
+    return FrameVersionOut(
+        version=frame.version,
+        status=frame.status,
+        approved_by=frame.approved_by,
+        approved_at=frame.approved_at,
+        created_at=frame.created_at,
+    )
+
+
+@router.post("/v1/frames/{key}/resume", response_model=FrameStatusOut, responses=ERROR_RESPONSES)
+def resume_frame(
+    principal: ApproveKey, key: FrameKey, body: Reason, services: ServicesDep
+) -> FrameStatusOut:
+    """Leave safe mode after a kill switch (the cause should be understood first)."""
+    with session_scope(services.engine) as session:
+        if not queries.frame_versions_of(session, key=key):
+            raise NotFoundError("key", f"no frame {key!r}")
+    guardrails.resume(services.engine, key, actor=principal.name, reason=body.reason)
+    services.catalog.refresh(force=True)
+    return frame_status(principal, key, services)
+
+
+def _lifecycle(services: Any) -> Any:
+    lifecycle = services.lifecycle()
+    if lifecycle is None:
+        raise ConflictError("registry", "the model registry is disabled on this server")
+    return lifecycle
+
+
+@router.post(
+    "/v1/policies/{version_id}/approve", response_model=PolicyActionOut, responses=ERROR_RESPONSES
+)
+def approve_policy(
+    principal: ApproveKey, version_id: str, body: Reason, services: ServicesDep
+) -> PolicyActionOut:
+    """Approve a candidate that leaves its frame (`<policy>:<version>`); it becomes champion."""
+    name, version = parse_version_id(version_id)
+    result = _lifecycle(services).approve(name, version, actor=principal.name, reason=body.reason)
+    return PolicyActionOut(**result.__dict__)
+
+
+@router.post(
+    "/v1/policies/{version_id}/reject", response_model=PolicyActionOut, responses=ERROR_RESPONSES
+)
+def reject_policy(
+    principal: ApproveKey, version_id: str, body: Reason, services: ServicesDep
+) -> PolicyActionOut:
+    name, version = parse_version_id(version_id)
+    result = _lifecycle(services).reject(name, version, actor=principal.name, reason=body.reason)
+    return PolicyActionOut(**result.__dict__)
+
+
+@router.post("/v1/policies/rollback", response_model=PolicyActionOut, responses=ERROR_RESPONSES)
+def rollback_policy(
+    principal: ApproveKey, body: RollbackRequest, services: ServicesDep
+) -> PolicyActionOut:
+    """Champion goes back to `to_version`, or to the version the last promotion replaced."""
+    result = _lifecycle(services).rollback(
+        body.policy, actor=principal.name, reason=body.reason, to_version=body.to_version
+    )
+    return PolicyActionOut(**result.__dict__)
+
+
+@router.get("/v1/audit", response_model=list[AuditOut], responses=ERROR_RESPONSES)
+def read_audit(
+    _key: ReadKey,
+    services: ServicesDep,
+    action: Annotated[
+        NulFreeStr | None, Query(max_length=64, description="prefix, e.g. policy.")
+    ] = None,
+    subject: Annotated[NulFreeStr | None, Query(max_length=200, description="prefix")] = None,
+    since: Annotated[AwareDatetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditOut]:
+    """Who did what, when and why, newest first."""
+    with session_scope(services.engine) as session:
+        rows = queries.audit_entries(
+            session, action=action, subject=subject, since=since, limit=limit
+        )
+    return [
+        AuditOut(
+            id=row.id or 0,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=row.details,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,155 @@
+"""Scheduled jobs, wired to domain functions; only the process holding the leader lock runs them.
+
+Every job runs at most one instance at a time and coalesces missed runs. Another process that
+waits for the lock takes over within a few seconds when the leader dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from api.observability import GUARDRAIL
+from campaign_db import queries
+from campaign_db.engine import LeaderLock, session_scope
+from campaign_db.types import utcnow
+from optimizer.guardrails import monitor
+from optimizer.learner import OnlineLearner
+from optimizer.outbound import emit_pending_triggers
+from optimizer.rewards import finalize_due
+
+if TYPE_CHECKING:
+    from api.app import Services
+
+log = logging.getLogger("campopt.scheduler")
+
+
+class SchedulerRunner:
+    def __init__(self, services: Services, learner: OnlineLearner) -> None:
+        self.services = services
+        self.learner = learner
+        self.lock = LeaderLock(services.engine)
+        self.poll_seconds = services.settings.leader_poll_seconds
+        self.scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leader", daemon=True)
+
+    @property
+    def leading(self) -> bool:
+        return self.scheduler is not None
+
+    def start(self) -> SchedulerRunner:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.scheduler is None and self.lock.try_acquire():
+                    log.info("leader lock acquired: starting the scheduler")
+                    self._start_jobs()
+                elif self.scheduler is not None and not self.lock.alive():
+                    log.warning("leader lock lost: stopping the scheduler")
+                    self._stop_jobs()
+            except Exception:
+                log.exception("leader election failed; retrying")
+            self._stop.wait(self.poll_seconds)
+
+    def _start_jobs(self) -> None:
+        """Start the jobs, the learner from the newest checkpoints: while this process was not
+        leading, another leader may have learned and checkpointed further."""
+        settings = self.services.settings
+        self.learner.load()
+        now = utcnow()
+        scheduler = BackgroundScheduler(
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+        )
+        scheduler.add_job(
+            self.finalize, "interval", seconds=settings.finalize_seconds, id="finalize"
+        )
+        scheduler.add_job(self.learn, "interval", seconds=settings.learn_seconds, id="learn")
+        scheduler.add_job(
+            self.checkpoint, "interval", seconds=settings.checkpoint_seconds, id="checkpoint"
+        )
+        scheduler.add_job(self.emit, "interval", seconds=settings.emit_seconds, id="emit")
+        # guardrails and retention also run at once: a leader that changes more often than
+        # their interval would otherwise never run them
+        scheduler.add_job(
+            self.guard,
+            "interval",
+            seconds=settings.guardrail_seconds,
+            id="guardrails",
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self.retain,
+            "interval",
+            seconds=settings.retention_seconds,
+            id="retention",
+            next_run_time=now,
+        )
+        if self.services.source is not None:
+            scheduler.add_job(self.train, "interval", seconds=settings.train_seconds, id="train")
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def _stop_jobs(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+
+    # --- the jobs: one domain call each --------------------------------------------------------
+
+    def finalize(self) -> None:
+        finalize_due(self.services.engine, now=utcnow())
+
+    def learn(self) -> None:
+        self.learner.run_until_caught_up()
+
+    def checkpoint(self) -> None:
+        self.learner.checkpoint()
+
+    def emit(self) -> None:
+        emit_pending_triggers(self.services.engine, self.services.decisions)
+
+    def guard(self) -> None:
+        lifecycle = self.services.lifecycle()
+        snapshot, _ = self.services.catalog.current()
+        results = monitor(
+            self.services.engine,
+            list(snapshot.frames),
+            rollback=lifecycle.rollback if lifecycle is not None else None,
+            window=timedelta(days=self.services.settings.guardrail_window_days),
+        )
+        for health in results:
+            for metric in ("unsubscribe_rate", "complaint_rate", "conversion_rate"):
+                value = getattr(health, metric)
+                if value is not None:
+                    GUARDRAIL.labels(frame=health.frame_key, metric=metric).set(value)
+        self.services.catalog.refresh(force=True)
+
+    def retain(self) -> None:
+        settings = self.services.settings
+        now = utcnow()
+        with session_scope(self.services.engine, write=True) as session:
+            purged = queries.purge_before(
+                session,
+                logs_before=now - timedelta(days=settings.retention_days),
+                audit_before=now - timedelta(days=settings.audit_retention_days),
+            )
+        if purged.decisions or purged.audit:
+            log.info("retention purge", extra=purged.__dict__)
+
+    def train(self) -> None:
+        lifecycle = self.services.lifecycle()
+        if lifecycle is not None:
+            lifecycle.train_and_promote_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._stop_jobs()
+        self.lock.release()

@@ -1,0 +1,72 @@
+"""Offline evaluation of bandit policies from decision logs: datasets, estimators, intervals,
+replay and reports. Pure numpy and pandas: no database, no HTTP."""
+
+from offline_eval.dataset import LoggedBandit
+from offline_eval.estimators import (
+    DEFAULT_ESTIMATORS,
+    DM,
+    DR,
+    IPS,
+    SNDR,
+    SNIPS,
+    Accumulator,
+    Diagnostics,
+    Estimate,
+    Estimator,
+    LoggedMean,
+    SwitchDR,
+    VersusLogging,
+    estimate_by_group,
+)
+from offline_eval.replay import (
+    BestFixedAction,
+    EpsilonGreedy,
+    FixedRule,
+    Uniform,
+    fixed_action_values,
+    logging_policy,
+    replay,
+)
+from offline_eval.report import evaluate
+from offline_eval.reward_models import (
+    CrossFitted,
+    Features,
+    LogisticRewardModel,
+    RewardModel,
+    RidgeRewardModel,
+    action_features,
+    cross_fit,
+)
+
+__all__ = [
+    "DEFAULT_ESTIMATORS",
+    "DM",
+    "DR",
+    "IPS",
+    "SNDR",
+    "SNIPS",
+    "Accumulator",
+    "BestFixedAction",
+    "CrossFitted",
+    "Diagnostics",
+    "EpsilonGreedy",
+    "Estimate",
+    "Estimator",
+    "Features",
+    "FixedRule",
+    "LoggedBandit",
+    "LoggedMean",
+    "LogisticRewardModel",
+    "RewardModel",
+    "RidgeRewardModel",
+    "SwitchDR",
+    "Uniform",
+    "VersusLogging",
+    "action_features",
+    "cross_fit",
+    "estimate_by_group",
+    "evaluate",
+    "fixed_action_values",
+    "logging_policy",
+    "replay",
+]

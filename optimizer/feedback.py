@@ -1,0 +1,237 @@
+"""Feedback: what channel systems report about decisions, and what converted.
+
+Delivery events mark a contact sent (or failed); unsubscribes and complaints are guardrail
+signals and revoke that channel's consent. Conversions are attributed to the customer's decision
+whose attribution window holds them, last touch first; a conversion in a window that has already
+closed is kept and counted as late. Everything is idempotent: a repeated event key or conversion
+id changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from campaign_db import queries
+from campaign_db.engine import session_scope
+from campaign_db.models import AuditLog
+from campaign_db.types import DecisionReason, NulFreeStr, new_id, utcnow
+from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
+
+EventKind = Literal[
+    "sent", "delivered", "opened", "clicked", "bounced", "failed", "unsubscribed", "complained"
+]
+SENT_KINDS = {"sent", "delivered", "opened", "clicked"}
+FAILED_KINDS = {"bounced", "failed"}
+Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")]
+
+
+class DeliveryEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: EventKind
+    occurred_at: AwareDatetime | None = None
+    event_id: Key | None = Field(default=None, description="idempotency key of the event")
+
+
+class DeliveryEventResult(BaseModel):
+    decision_id: uuid.UUID
+    kind: EventKind
+    duplicate: bool
+
+
+class ConversionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversion_id: Key = Field(description="idempotency key")
+    customer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
+    type: Annotated[NulFreeStr, StringConstraints(min_length=1, max_length=64)]
+    value: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    occurred_at: AwareDatetime
+
+
+ConversionStatus = Literal["attributed", "late", "unattributed"]
+
+
+class ConversionResult(BaseModel):
+    conversion_id: str
+    status: ConversionStatus
+    decision_id: uuid.UUID | None
+    duplicate: bool
+
+
+class RewardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: float = Field(allow_inf_nan=False)
+
+
+class RewardResult(BaseModel):
+    decision_id: uuid.UUID
+    value: float
+    status: str
+
+
+def record_event(
+    engine: Engine, *, decision_id: uuid.UUID, event: DeliveryEventIn, now: datetime | None = None
+) -> DeliveryEventResult:
+    (result,) = record_events(engine, events=[(decision_id, event)], now=now)
+    return result
+
+
+def record_events(
+    engine: Engine,
+    *,
+    events: list[tuple[uuid.UUID, DeliveryEventIn]],
+    now: datetime | None = None,
+) -> list[DeliveryEventResult]:
+    """Record several events in one transaction (all or none)."""
+    now = now or utcnow()
+    with session_scope(engine, write=True) as session:
+        return [_record_event(session, decision_id, event, now) for decision_id, event in events]
+
+
+def _record_event(
+    session: Session, decision_id: uuid.UUID, event: DeliveryEventIn, now: datetime
+) -> DeliveryEventResult:
+    decision = queries.decision_outcome(session, decision_id=decision_id)
+    if decision is None:
+        raise NotFoundError("decision_id", f"no decision {decision_id}")
+    if decision.reason != DecisionReason.policy or decision.reward_status is None:
+        raise InvalidInputError("decision_id", "this decision made no contact to report on")
+    stored = queries.insert_delivery_event(
+        session,
+        event={
+            "id": new_id(),
+            "decision_id": decision_id,
+            "kind": event.kind,
+            "occurred_at": event.occurred_at or now,
+            "received_at": now,
+            "event_key": event.event_id,
+        },
+    )
+    if not stored:
+        return DeliveryEventResult(decision_id=decision_id, kind=event.kind, duplicate=True)
+    if event.kind in SENT_KINDS:
+        queries.update_reward_flags(session, decision_id=decision_id, sent=True)
+        status = "sent" if event.kind == "sent" else "delivered"
+        queries.mark_contact_sent(session, decision_id=decision_id, status=status)
+    elif event.kind in FAILED_KINDS:
+        queries.update_reward_flags(session, decision_id=decision_id, failed=True)
+        queries.mark_contact_failed(session, decision_id=decision_id)
+    else:
+        flags = {
+            "unsubscribed": event.kind == "unsubscribed",
+            "complained": event.kind == "complained",
+        }
+        queries.update_reward_flags(session, decision_id=decision_id, **flags)
+        channel = decision.channel
+        if channel:
+            queries.set_consent(
+                session,
+                customer_id=decision.customer_id,
+                channel_key=channel,
+                granted=False,
+                source=event.kind,
+                at=event.occurred_at or now,
+            )
+            session.add(
+                AuditLog(
+                    at=now,
+                    actor="channel system",
+                    action="consent.revoke",
+                    subject=f"{decision.customer_id}/{channel}",
+                    details={"reason": event.kind, "decision_id": str(decision_id)},
+                )
+            )
+    return DeliveryEventResult(decision_id=decision_id, kind=event.kind, duplicate=False)
+
+
+def record_conversion(
+    engine: Engine, *, conversion: ConversionIn, now: datetime | None = None
+) -> ConversionResult:
+    (result,) = record_conversions(engine, conversions=[conversion], now=now)
+    return result
+
+
+def record_conversions(
+    engine: Engine, *, conversions: list[ConversionIn], now: datetime | None = None
+) -> list[ConversionResult]:
+    """Record several conversions in one transaction (all or none), in the given order."""
+    now = now or utcnow()
+    with session_scope(engine, write=True) as session:
+        return [_record_conversion(session, conversion, now) for conversion in conversions]
+
+
+def _record_conversion(
+    session: Session, conversion: ConversionIn, now: datetime
+) -> ConversionResult:
+    stored = queries.stored_conversion(session, conversion_id=conversion.conversion_id)
+    if stored is not None:
+        return ConversionResult(
+            conversion_id=conversion.conversion_id,
+            status=stored[0],
+            decision_id=stored[1],
+            duplicate=True,
+        )
+    status: ConversionStatus = "unattributed"
+    decision_id = queries.last_touch(
+        session, customer_id=conversion.customer_id, occurred_at=conversion.occurred_at
+    )
+    if decision_id is not None:
+        if queries.add_conversion_to_reward(
+            session, decision_id=decision_id, value=conversion.value
+        ):
+            status = "attributed"
+        else:
+            queries.count_late_conversion(session, decision_id=decision_id)
+            status = "late"
+    queries.insert_conversion(
+        session,
+        conversion={
+            "conversion_id": conversion.conversion_id,
+            "customer_id": conversion.customer_id,
+            "kind": conversion.type,
+            "value": conversion.value,
+            "occurred_at": conversion.occurred_at,
+            "received_at": now,
+            "decision_id": decision_id,
+            "status": status,
+        },
+    )
+    return ConversionResult(
+        conversion_id=conversion.conversion_id,
+        status=status,
+        decision_id=decision_id,
+        duplicate=False,
+    )
+
+
+def record_reward(engine: Engine, *, decision_id: uuid.UUID, reward: RewardIn) -> RewardResult:
+    """A reward set directly by a caller that knows the decision; it replaces attribution."""
+    with session_scope(engine, write=True) as session:
+        decision = queries.decision_outcome(session, decision_id=decision_id)
+        if decision is None:
+            raise NotFoundError("decision_id", f"no decision {decision_id}")
+        outcome = queries.reward_of(session, decision_id=decision_id)
+        if outcome is None or decision.frame_key is None or decision.frame_version is None:
+            raise InvalidInputError("decision_id", "this decision has no reward to set")
+        frame = queries.frame_versions(session, keys={decision.frame_key}).get(
+            (decision.frame_key, decision.frame_version)
+        )
+        low, high = (frame.reward_range if frame is not None else [0.0, 1.0])[:2]
+        if not (low <= reward.value <= high) or math.isnan(reward.value):
+            raise InvalidInputError(
+                "value", f"reward {reward.value:g} outside the frame's range [{low:g}, {high:g}]"
+            )
+        if outcome.status != "pending":
+            raise ConflictError("decision_id", f"the reward is already {outcome.status}")
+        outcome.direct_value = reward.value
+        session.add(outcome)
+        return RewardResult(decision_id=decision_id, value=reward.value, status=outcome.status)

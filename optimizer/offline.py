@@ -1,0 +1,279 @@
+"""The service's decision logs as offline_eval datasets, and VW policies replayed on them.
+
+`offline_eval` knows nothing of the database or of VW; this module brings the two together: it
+reads policy decisions with final rewards into a `LoggedBandit`, replays any `BanditPolicy` (a
+served version, one trained off-policy on an earlier slice, uniform, …) over every logged
+candidate set through the same featurisation as serving, and supplies a VW regression as the
+reward model for DM and DR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from campaign_db import queries
+from campaign_db.catalog import CatalogSnapshot, split_signature
+from campaign_db.engine import session_scope
+from offline_eval import LoggedBandit
+from offline_eval.reward_models import Features
+from optimizer.features import ActionLines, shared_line
+from optimizer.policy import BanditPolicy
+from optimizer.spec import PolicySpec
+from optimizer.vw import RegressionModel
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+SEGMENTS = ("health_class", "trigger", "channel", "frame_key")
+
+
+@dataclass(frozen=True)
+class DecisionLogs:
+    """A validated dataset plus what replaying VW policies needs: each row's feature snapshot."""
+
+    data: LoggedBandit
+    contexts: list[dict[str, Any]]
+
+    @property
+    def frame_keys(self) -> np.ndarray[Any, Any]:
+        assert self.data.context is not None
+        return np.asarray(self.data.context["frame_key"])
+
+    def take(self, rows: Sequence[int] | np.ndarray[Any, Any]) -> DecisionLogs:
+        index = np.asarray(rows, dtype=np.int64)
+        return DecisionLogs(data=self.data.take(index), contexts=[self.contexts[i] for i in index])
+
+    def split(self, share: float) -> tuple[DecisionLogs, DecisionLogs]:
+        """(earlier, later) by time: `share` of the rows go to the later slice."""
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"share: must lie in (0, 1), got {share}")
+        cut = round(self.data.n * (1.0 - share))
+        if cut == 0 or cut == self.data.n:
+            raise ValueError(
+                f"share: {self.data.n} decisions cannot be split {1 - share:.0%}/{share:.0%}"
+            )
+        return self.take(np.arange(cut)), self.take(np.arange(cut, self.data.n))
+
+
+def load_decision_logs(
+    engine: Engine,
+    snapshot: CatalogSnapshot,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    frame_key: str | None = None,
+    policy_version: str | None = None,
+) -> DecisionLogs:
+    """Policy decisions with final rewards (filters optional) as one validated dataset."""
+    with session_scope(engine) as session:
+        rows = queries.evaluation_rows(
+            session, since=since, until=until, frame_key=frame_key, policy_version=policy_version
+        )
+        frames = queries.frame_versions(session, keys={r.frame_key for r in rows})
+    if not rows:
+        raise ValueError("logs: no policy decisions with final rewards match the filters")
+    signatures = {action_id: sig for sig, action_id in snapshot.actions.items()}
+    sizes = np.fromiter(
+        (len(r.candidate_action_ids) for r in rows), dtype=np.int64, count=len(rows)
+    )
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    action_ids = np.concatenate([r.candidate_action_ids for r in rows])
+    chosen_index = np.empty(len(rows), dtype=np.int32)
+    for i, r in enumerate(rows):
+        hits = np.flatnonzero(r.candidate_action_ids == r.chosen_action_id)
+        if len(hits) != 1:
+            raise ValueError(
+                f"candidate_action_ids: decision {r.decision_id} lacks its chosen action"
+            )
+        chosen_index[i] = hits[0]
+    ranges = [f.reward_range for f in frames.values() if f.reward_range]
+    low = min((float(x[0]) for x in ranges), default=0.0)
+    high = max((float(x[1]) for x in ranges), default=1.0)
+    context = pd.DataFrame(
+        {
+            "decision_id": [str(r.decision_id) for r in rows],
+            "frame_key": [r.frame_key for r in rows],
+            "trigger": [r.trigger_key for r in rows],
+            "policy_version": [r.policy_version or "" for r in rows],
+            "health_class": [str(r.context.get("health_class", "")) for r in rows],
+            "language": [str(r.context.get("language", "")) for r in rows],
+            "channel": [
+                split_signature(signatures.get(r.chosen_action_id, "no_contact"))[2] or "no_contact"
+                for r in rows
+            ],
+            "unsubscribed": [float(r.unsubscribed) for r in rows],
+            "complained": [float(r.complained) for r in rows],
+        }
+    )
+    data = LoggedBandit(
+        offsets=offsets,
+        action_ids=action_ids,
+        chosen_index=chosen_index,
+        logged_probability=np.array([r.probability for r in rows]),
+        reward=np.array([r.reward for r in rows]),
+        logging_probabilities=np.concatenate([r.probabilities for r in rows]),
+        timestamp=np.array(
+            [r.created_at.astimezone(UTC).replace(tzinfo=None) for r in rows],
+            dtype="datetime64[us]",
+        ),
+        context=context,
+        reward_range=(low, high),
+    )
+    return DecisionLogs(data=data, contexts=[r.context for r in rows])
+
+
+def replay_policies(
+    logs: DecisionLogs,
+    policies: Mapping[str, BanditPolicy],
+    lines: ActionLines,
+    *,
+    floor_shares: Mapping[str, float],
+) -> FloatArray:
+    """Each row's distribution under the policy of its frame, over the logged candidates."""
+    data = logs.data
+    out = np.empty(data.n_candidates)
+    frames = logs.frame_keys
+    for i in range(data.n):
+        start, end = int(data.offsets[i]), int(data.offsets[i + 1])
+        policy = policies.get(str(frames[i]))
+        if policy is None:
+            raise ValueError(f"policies: none for frame {frames[i]!r}")
+        candidates = [lines[int(a)] for a in data.action_ids[start:end]]
+        out[start:end] = policy.distribution(
+            shared_line(logs.contexts[i]),
+            candidates,
+            floor_share=floor_shares.get(str(frames[i]), policy.spec.min_probability_share),
+        )
+    return out
+
+
+def train_policies(
+    logs: DecisionLogs, specs: Mapping[str, PolicySpec], lines: ActionLines
+) -> dict[str, BanditPolicy]:
+    """Train one policy per frame off-policy on the logs (IPS-weighted by VW's cb learner)."""
+    policies = {
+        name: BanditPolicy(spec, name=name, version="offline") for name, spec in specs.items()
+    }
+    data = logs.data
+    frames = logs.frame_keys
+    for i in range(data.n):
+        policy = policies.get(str(frames[i]))
+        if policy is None:
+            continue
+        start, end = int(data.offsets[i]), int(data.offsets[i + 1])
+        policy.learn(
+            shared_line(logs.contexts[i]),
+            [lines[int(a)] for a in data.action_ids[start:end]],
+            chosen=int(data.chosen_index[i]),
+            reward=float(data.reward[i]),
+            probability=float(data.logged_probability[i]),
+        )
+    return policies
+
+
+# --- reward model features --------------------------------------------------------------------
+
+
+def context_matrix(logs: DecisionLogs) -> FloatArray:
+    """One row per decision: one-hot health class, trigger, language and hour band, and usage."""
+    assert logs.data.context is not None
+    frame = logs.data.context
+    parts = [
+        pd.get_dummies(frame["health_class"], prefix="hc").to_numpy(dtype=np.float64),
+        pd.get_dummies(frame["trigger"], prefix="t").to_numpy(dtype=np.float64),
+        pd.get_dummies(frame["language"], prefix="l").to_numpy(dtype=np.float64),
+        pd.get_dummies(
+            pd.Series([int(c.get("hour", 0)) // 6 for c in logs.contexts]), prefix="h"
+        ).to_numpy(dtype=np.float64),
+        np.array([[float(c.get("usage_index") or 0.0)] for c in logs.contexts]),
+    ]
+    return np.hstack(parts)
+
+
+def action_table(snapshot: CatalogSnapshot) -> dict[int, list[float]]:
+    """Per action id: one-hot offer, channel, send time and text tone (shared across texts)."""
+    offers = [*sorted(snapshot.offers), "no_contact"]
+    channels = sorted(snapshot.channels)
+    slots = sorted(snapshot.send_times)
+    tones = sorted({t.tone for t in snapshot.texts.values()})
+    table = {}
+    for signature, action_id in snapshot.actions.items():
+        offer, text, channel, slot = split_signature(signature)
+        vector = [0.0] * (len(offers) + len(channels) + len(slots) + len(tones))
+        vector[offers.index(offer or "no_contact")] = 1.0
+        if channel is not None:
+            vector[len(offers) + channels.index(channel)] = 1.0
+        if slot is not None:
+            vector[len(offers) + len(channels) + slots.index(slot)] = 1.0
+        if text is not None and text in snapshot.texts:
+            tone = snapshot.texts[text].tone
+            vector[len(offers) + len(channels) + len(slots) + tones.index(tone)] = 1.0
+        table[action_id] = vector
+    return table
+
+
+def _features(row: np.ndarray[Any, Any], namespace: str) -> str:
+    nonzero = np.flatnonzero(row)
+    return f"|{namespace} " + " ".join(f"f{j}:{row[j]:.6g}" for j in nonzero)
+
+
+class VWRewardModel:
+    """A VW squared-loss regression over context x action interactions (offline_eval's
+    `RewardModel` protocol): sparse, so it scales to the thousands of actions a catalog has."""
+
+    def __init__(self, *, passes: int = 2, bits: int = 20) -> None:
+        self.passes = passes
+        self.model = RegressionModel(["-b", str(bits), "-q", "ca", "--noconstant"])
+
+    def fit(
+        self,
+        *,
+        context: FloatArray,
+        action_table: FloatArray,
+        action: np.ndarray[Any, Any],
+        reward: FloatArray,
+    ) -> None:
+        actions = [_features(a, "a") for a in action_table]
+        contexts = [_features(c, "c") for c in context]
+        for _ in range(self.passes):
+            for c, a, r in zip(contexts, action, reward, strict=True):
+                self.model.learn(float(r), f"{c} {actions[int(a)]}")
+
+    def predict(
+        self,
+        *,
+        context: FloatArray,
+        action_table: FloatArray,
+        row: np.ndarray[Any, Any],
+        action: np.ndarray[Any, Any],
+    ) -> FloatArray:
+        actions = [_features(a, "a") for a in action_table]
+        contexts: dict[int, str] = {}
+        out = np.empty(len(row))
+        for j, (r, a) in enumerate(zip(row, action, strict=True)):
+            line = contexts.get(int(r))
+            if line is None:
+                line = contexts[int(r)] = _features(context[int(r)], "c")
+            out[j] = self.model.predict(f"{line} {actions[int(a)]}")
+        return out
+
+
+def offer_costs(logs: DecisionLogs, snapshot: CatalogSnapshot) -> FloatArray:
+    """The offer cost of every logged candidate (0 for no contact)."""
+    signatures = {action_id: sig for sig, action_id in snapshot.actions.items()}
+    costs = {}
+    for action_id, signature in signatures.items():
+        offer = split_signature(signature)[0]
+        costs[action_id] = snapshot.offers[offer].cost if offer in snapshot.offers else 0.0
+    return np.array([costs.get(int(a), 0.0) for a in logs.data.action_ids])
+
+
+def reward_features(logs: DecisionLogs, snapshot: CatalogSnapshot) -> Features:
+    from offline_eval import action_features
+
+    return action_features(logs.data, context=context_matrix(logs), table=action_table(snapshot))

@@ -1,0 +1,130 @@
+"""The bandit policy: a distribution over candidates, a reproducible choice, and learning.
+
+A policy always answers with the whole distribution and the chosen candidate's probability, so
+every decision can be evaluated offline. Before it has learned anything it is uniform within the
+frame; afterwards every candidate keeps at least `floor_share / K` of the mass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optimizer.spec import PolicySpec
+from optimizer.vw import CBModel
+
+UNTRAINED_VERSION = "0"
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def reward_to_cost(reward: float) -> float:
+    """VW minimises cost: the one place where a reward becomes a cost."""
+    return -float(reward)
+
+
+def seed_from_id(decision_id: uuid.UUID) -> int:
+    """A 63-bit sampling seed derived from the decision id, so the choice can be replayed."""
+    digest = hashlib.blake2b(decision_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def mix_with_uniform(pmf: FloatArray, floor_share: float) -> FloatArray:
+    """(1 - s) * pmf + s / K: every candidate keeps at least s / K, and the sum stays 1."""
+    k = len(pmf)
+    if k == 0:
+        return pmf
+    total = float(pmf.sum())
+    base = pmf / total if total > 0 else np.full(k, 1.0 / k)
+    mixed: FloatArray = (1.0 - floor_share) * base + floor_share / k
+    return mixed / float(mixed.sum())
+
+
+def sample_index(distribution: FloatArray, seed: int) -> int:
+    """Inverse-CDF sampling with a generator seeded from the decision."""
+    u = np.random.default_rng(seed).random()
+    index = int(np.searchsorted(np.cumsum(distribution), u, side="right"))
+    return min(index, len(distribution) - 1)
+
+
+@dataclass(frozen=True)
+class Choice:
+    index: int
+    probability: float
+    distribution: FloatArray
+    seed: int
+
+
+class BanditPolicy:
+    """A policy spec plus its VW model, under a name and version from the registry."""
+
+    def __init__(
+        self,
+        spec: PolicySpec,
+        *,
+        name: str,
+        version: str = UNTRAINED_VERSION,
+        model_data: bytes | None = None,
+        examples_learned: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.version = version
+        self.examples_learned = examples_learned
+        self.model = (
+            CBModel(spec.vw_args()) if model_data is None else CBModel(model_data=model_data)
+        )
+
+    @property
+    def trained(self) -> bool:
+        return self.examples_learned > 0
+
+    def distribution(
+        self, shared: str, actions: Sequence[str], *, floor_share: float
+    ) -> FloatArray:
+        k = len(actions)
+        if k == 0:
+            raise ValueError("candidates: a distribution needs at least one candidate")
+        if not self.trained or k == 1:
+            return np.full(k, 1.0 / k)
+        return mix_with_uniform(self.model.predict(shared, actions), floor_share)
+
+    def choose(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        *,
+        decision_id: uuid.UUID,
+        floor_share: float,
+    ) -> Choice:
+        distribution = self.distribution(shared, actions, floor_share=floor_share)
+        seed = seed_from_id(decision_id)
+        index = sample_index(distribution, seed)
+        return Choice(
+            index=index,
+            probability=float(distribution[index]),
+            distribution=distribution,
+            seed=seed,
+        )
+
+    def learn(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        *,
+        chosen: int,
+        reward: float,
+        probability: float,
+    ) -> None:
+        self.model.learn(
+            shared, actions, chosen=chosen, cost=reward_to_cost(reward), probability=probability
+        )
+        self.examples_learned += 1
+
+    def serialize(self) -> bytes:
+        return self.model.serialize()

@@ -1,0 +1,298 @@
+"""The policy registry on MLflow: the only code that talks to MLflow.
+
+One registered model per decision frame (`campopt-<frame key>`). A version holds the VW model,
+the policy spec, the action featurisation it was trained with and metadata (examples learned,
+parent version, data range); its run holds the spec as parameters and any offline estimates as
+metrics. Aliases `champion` (serving) and `challenger` (under evaluation) — never stages.
+
+Import this module lazily: `import mlflow` takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Fail fast when a tracking server is down: serving keeps its policies and readiness says so.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from optimizer.errors import UnavailableError
+from optimizer.policy import BanditPolicy
+from optimizer.serving import CatalogCache, StoredModel
+from optimizer.spec import PolicySpec
+
+log = logging.getLogger("campopt.registry")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+EXPERIMENT = "campopt"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+
+
+def model_name(policy_name: str) -> str:
+    return f"campopt-{policy_name}"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str | None
+    created_at: float
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+
+
+class RegistryError(UnavailableError):
+    """MLflow refused or could not be reached."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("registry", message)
+
+
+class PolicyRegistry:
+    """Register, alias and load policy versions; implements the serving `ModelSource`."""
+
+    def __init__(self, tracking_uri: str, *, artifact_root: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._artifact_root = artifact_root
+        self._experiment_id: str | None = None
+
+    # --- ModelSource ------------------------------------------------------------------------
+
+    def serving_version(self, name: str) -> str | None:
+        return self.alias_version(name, CHAMPION)
+
+    def load(self, name: str, version: str) -> StoredModel:
+        try:
+            # resolved through our client: a `models:/` URI would be resolved against the
+            # process-wide default registry, not this one
+            source = self.client.get_model_version_download_uri(model_name(name), version)
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=source, tracking_uri=self.tracking_uri
+                )
+            )
+        except MlflowException as exc:
+            raise RegistryError(f"cannot download {model_name(name)} v{version}: {exc}") from exc
+        files = path / "artifacts"
+        meta = json.loads((files / "meta.json").read_text(encoding="utf-8"))
+        spec = PolicySpec.model_validate_json((files / "spec.json").read_text(encoding="utf-8"))
+        return StoredModel(
+            name=name,
+            version=str(version),
+            spec=spec,
+            model_data=(files / "model.vw").read_bytes(),
+            examples_learned=int(meta["examples_learned"]),
+        )
+
+    # --- registering ------------------------------------------------------------------------
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(EXPERIMENT)
+            if experiment is not None:
+                self._experiment_id = str(experiment.experiment_id)
+            else:
+                # a tracking server chooses (and serves) the artifact store itself; a local
+                # store keeps artifacts in the data directory
+                remote = self.tracking_uri.startswith(("http://", "https://"))
+                root = None if remote else self._artifact_root
+                location = root.resolve().as_uri() if root is not None else None
+                self._experiment_id = str(
+                    self.client.create_experiment(EXPERIMENT, artifact_location=location)
+                )
+        return self._experiment_id
+
+    def register(
+        self,
+        policy: BanditPolicy,
+        *,
+        action_lines: Mapping[str, str],
+        floor_share: float,
+        source: str,
+        parent_version: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, Path] | None = None,
+        alias: str | None = None,
+    ) -> str:
+        """Log `policy` as a run and a new model version; returns the version number."""
+        name = model_name(policy.name)
+        meta = {
+            "name": policy.name,
+            "examples_learned": policy.examples_learned,
+            "parent_version": parent_version,
+            "floor_share": floor_share,
+            "source": source,
+            "registered_at": time.time(),
+            **dict((tags or {}).items()),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "model.vw").write_bytes(policy.serialize())
+            (folder / "spec.json").write_text(policy.spec.model_dump_json(indent=2))
+            (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            (folder / "actions.json").write_text(json.dumps(dict(action_lines)))
+            files = {
+                "model": str(folder / "model.vw"),
+                "spec": str(folder / "spec.json"),
+                "meta": str(folder / "meta.json"),
+                "actions": str(folder / "actions.json"),
+            }
+            try:
+                mlflow.set_tracking_uri(self.tracking_uri)
+                mlflow.set_registry_uri(self.tracking_uri)
+                with mlflow.start_run(
+                    experiment_id=self.experiment_id(),
+                    run_name=f"{policy.name}-{source}",
+                    tags={"campopt.policy": policy.name, "campopt.source": source},
+                ):
+                    mlflow.log_params(_spec_params(policy.spec))
+                    if metrics:
+                        mlflow.log_metrics(dict(metrics))
+                    for path in (artifacts or {}).values():
+                        mlflow.log_artifact(str(path), artifact_path="evidence")
+                    info = mlflow.pyfunc.log_model(
+                        name="policy",
+                        python_model=str(PYFUNC_CODE),
+                        artifacts=files,
+                        registered_model_name=name,
+                        pip_requirements=["vowpal-wabbit-next", "pandas", "pydantic"],
+                    )
+            except MlflowException as exc:
+                raise RegistryError(f"cannot register {name}: {exc}") from exc
+        version = str(info.registered_model_version)
+        version_tags = {
+            "campopt.source": source,
+            "campopt.examples_learned": str(policy.examples_learned),
+            **({"campopt.parent_version": parent_version} if parent_version else {}),
+            **{f"campopt.{k}": str(v) for k, v in (tags or {}).items()},
+        }
+        for key, value in version_tags.items():
+            self.client.set_model_version_tag(name, version, key, value)
+        if alias:
+            self.set_alias(policy.name, alias, version)
+        return version
+
+    # --- aliases ----------------------------------------------------------------------------
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(model_name(name), alias).version)
+        except MlflowException as exc:
+            if _not_found(exc):
+                return None
+            raise RegistryError(f"cannot resolve {model_name(name)}@{alias}: {exc}") from exc
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        try:
+            self.client.set_registered_model_alias(model_name(name), alias, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"cannot set {model_name(name)}@{alias}: {exc}") from exc
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        try:
+            self.client.delete_registered_model_alias(model_name(name), alias)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise RegistryError(f"cannot delete {model_name(name)}@{alias}: {exc}") from exc
+
+    def tag_version(self, name: str, version: str, key: str, value: str) -> None:
+        try:
+            self.client.set_model_version_tag(model_name(name), str(version), key, value)
+        except MlflowException as exc:
+            raise RegistryError(f"cannot tag {model_name(name)} v{version}: {exc}") from exc
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        try:
+            found = self.client.search_model_versions(f"name = '{model_name(name)}'")
+            aliases: dict[str, list[str]] = {}
+            if found:
+                model = self.client.get_registered_model(model_name(name))
+                for alias, version in (model.aliases or {}).items():
+                    aliases.setdefault(str(version), []).append(alias)
+        except MlflowException as exc:
+            raise RegistryError(f"cannot list {model_name(name)}: {exc}") from exc
+        return sorted(
+            (
+                VersionInfo(
+                    name=name,
+                    version=str(v.version),
+                    run_id=v.run_id,
+                    created_at=float(v.creation_timestamp) / 1000.0,
+                    tags=dict(v.tags or {}),
+                    aliases=tuple(sorted(aliases.get(str(v.version), []))),
+                )
+                for v in found
+            ),
+            key=lambda v: int(v.version),
+        )
+
+    def version_info(self, name: str, version: str) -> VersionInfo:
+        for info in self.versions(name):
+            if info.version == str(version):
+                return info
+        raise RegistryError(f"{model_name(name)} has no version {version}")
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def ping(self) -> bool:
+        """Is the tracking store reachable?"""
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception:
+            return False
+        return True
+
+
+def _spec_params(spec: PolicySpec) -> dict[str, Any]:
+    return {k: ",".join(v) if isinstance(v, tuple) else v for k, v in spec.model_dump().items()}
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return (
+        "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
+        or "not found" in str(exc).lower()
+    )
+
+
+class RegistryPublisher:
+    """Learner checkpoints become versions of the policy's registered model and take `champion`."""
+
+    def __init__(self, registry: PolicyRegistry, catalog: CatalogCache) -> None:
+        self.registry = registry
+        self.catalog = catalog
+
+    def publish(self, policy: BanditPolicy, *, cursor: int, parent_version: str | None) -> str:
+        snapshot, lines = self.catalog.current()
+        frame = next((f for f in snapshot.frames if f.key == policy.name), None)
+        floor = policy.spec.floor_share(frame.spec.exploration) if frame else 0.05
+        action_lines = {sig: lines[action_id] for sig, action_id in snapshot.actions.items()}
+        return self.registry.register(
+            policy,
+            action_lines=action_lines,
+            floor_share=floor,
+            source="online",
+            parent_version=parent_version,
+            tags={"cursor": str(cursor)},
+            alias=CHAMPION,
+        )
+
+    def lineage(self, name: str) -> str | None:
+        return self.registry.serving_version(name)

@@ -1,0 +1,374 @@
+"""Run the whole loop against a simulated population, through the real service code.
+
+Every simulated day: usage drifts and worsening health classes emit their triggers into the
+outbox (which a simulated channel system drains); other triggers (binges, inactivity, failed
+payments, cancellation requests) ask the decision service directly; contacts are sent, customers
+convert or unsubscribe by the ground truth, conversions are posted when they happen; at the end
+of the day rewards whose window closed become final and the online learner learns them and
+publishes new weights to serving. Alongside, every decision's candidates are scored by the truth,
+so the learning policy can be compared with uniform random, the best fixed combination and the
+oracle on exactly the same decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from campaign_db import queries
+from campaign_db.engine import session_scope
+from campaign_db.types import ChannelKind
+from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.feedback import (
+    ConversionIn,
+    DeliveryEventIn,
+    record_conversions,
+    record_events,
+)
+from optimizer.health import UsageIn, UsageIndexConfig
+from optimizer.learner import OnlineLearner
+from optimizer.outbound import OutboxAck, UsageRow, ack_outbox, fetch_outbox, record_usage
+from optimizer.rewards import finalize_due
+from optimizer.simulator.population import Population
+from optimizer.simulator.truth import GroundTruth
+
+EVENT_TRIGGERS = {
+    # trigger: (health classes it happens to, daily probability)
+    "category_binge": ("AB", 0.025),
+    "inactive_14d": ("CD", 0.02),
+    "cancellation_requested": ("D", 0.02),
+    "payment_failed": ("ABCD", 0.002),
+}
+POLICY_REASONS = {"policy", "policy_no_contact"}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    customers: int = 12_000
+    days: int = 28
+    seed: int = 7
+    start: date = date(2026, 11, 2)
+    learn: bool = True
+    """False keeps the policy uniform all along: an exploration period, good logs to evaluate."""
+
+
+@dataclass
+class DecisionStats:
+    """Per policy decision: the truth's take-rates of what each arm would have chosen."""
+
+    day: list[int] = field(default_factory=list)
+    frame: list[str] = field(default_factory=list)
+    health_class: list[str] = field(default_factory=list)
+    chosen: list[int] = field(default_factory=list)
+    policy: list[float] = field(default_factory=list)
+    uniform: list[float] = field(default_factory=list)
+    oracle: list[float] = field(default_factory=list)
+    organic: list[float] = field(default_factory=list)
+    candidates: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    rates: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    converted: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class SimulationResult:
+    config: SimulationConfig
+    stats: DecisionStats
+    holdout_converted: list[bool]
+    contacted_converted: list[bool]
+    decisions: int
+    contacts: int
+    unsubscribes: int
+    conversions: int
+    learned: int
+    published_versions: dict[str, str]
+    truth: GroundTruth
+
+
+@dataclass(order=True)
+class _Pending:
+    at: datetime
+    order: int
+    kind: str = field(compare=False)
+    payload: Any = field(compare=False)
+
+
+class Simulation:
+    def __init__(
+        self,
+        engine: Engine,
+        decisions: DecisionService,
+        learner: OnlineLearner,
+        *,
+        config: SimulationConfig,
+        usage_config: UsageIndexConfig,
+    ) -> None:
+        self.engine = engine
+        self.decisions = decisions
+        self.learner = learner
+        self.config = config
+        self.usage_config = usage_config
+        self.rng = np.random.default_rng(config.seed)
+        self.population = Population.generate(config.customers, rng=self.rng, start=config.start)
+        self.index = {cid: i for i, cid in enumerate(self.population.ids)}
+        snapshot, _ = decisions.catalog.current()
+        self.truth = GroundTruth.for_snapshot(snapshot)
+        self.push_channels = sorted(
+            k for k, c in snapshot.channels.items() if c.kind is ChannelKind.push
+        )
+        self.all_channels = sorted(snapshot.channels)
+        self._queue: list[_Pending] = []
+        self._order = itertools.count()
+        self.stats = DecisionStats()
+        self.holdout_converted: list[bool] = []
+        self.contacted_converted: list[bool] = []
+        self._converts: dict[uuid.UUID, tuple[str, int]] = {}
+        self.counts = {"decisions": 0, "contacts": 0, "unsubscribes": 0, "conversions": 0}
+        self.learned = 0
+        self.published: dict[str, str] = {}
+        self.reported = self.population.classes(usage_config)
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def populate(self) -> None:
+        """Create the customers with their consents and initial health class in the database."""
+        pop = self.population
+        classes = pop.classes(self.usage_config)
+        now = datetime.combine(self.config.start, time(0), tzinfo=UTC)
+        batch = 5_000
+        for start in range(0, len(pop), batch):
+            ids = range(start, min(start + batch, len(pop)))
+            with session_scope(self.engine, write=True) as session:
+                queries.add_customers(
+                    session,
+                    customers=[
+                        {
+                            "id": pop.ids[i],
+                            "health_class": str(classes[i]),
+                            "usage_index": float(round(pop.usage[i], 6)),
+                            "customer_since": pop.customer_since[i],
+                            "time_zone": str(pop.time_zone[i]),
+                            "language": str(pop.language[i]),
+                        }
+                        for i in ids
+                    ],
+                    consents=[
+                        (pop.ids[i], channel)
+                        for i in ids
+                        for channel, granted in pop.consents.items()
+                        if granted[i]
+                    ],
+                    now=now,
+                )
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[int], None] | None = None) -> SimulationResult:
+        for day in range(self.config.days):
+            self._day(day)
+            if progress is not None:
+                progress(day + 1)
+        if self.config.learn:
+            self.published.update(self.learner.checkpoint())
+        return SimulationResult(
+            config=self.config,
+            stats=self.stats,
+            holdout_converted=self.holdout_converted,
+            contacted_converted=self.contacted_converted,
+            decisions=self.counts["decisions"],
+            contacts=self.counts["contacts"],
+            unsubscribes=self.counts["unsubscribes"],
+            conversions=self.counts["conversions"],
+            learned=self.learned,
+            published_versions=self.published,
+            truth=self.truth,
+        )
+
+    def _day(self, day: int) -> None:
+        start = datetime.combine(self.config.start + timedelta(days=day), time(0), tzinfo=UTC)
+        end = start + timedelta(days=1)
+        morning = start + timedelta(hours=6)
+
+        # usage drifts; worsening classes emit their triggers into the outbox
+        pop = self.population
+        pop.drift(self.rng)
+        after = pop.classes(self.usage_config)
+        # usage arrives as a weekly batch, a seventh of the customers each day
+        reporting = np.arange(len(pop)) % 7 == day % 7
+        changed = np.flatnonzero(reporting & (self.reported != after))
+        self.reported[reporting] = after[reporting]
+        rows = []
+        for i in changed:
+            recency, sessions, minutes = Population.observation(pop.usage[i], self.usage_config)
+            rows.append(
+                UsageRow(
+                    customer_id=pop.ids[i],
+                    usage=UsageIn(
+                        recency_days=recency,
+                        sessions_30d=sessions,
+                        minutes_30d=minutes,
+                        observed_at=morning,
+                    ),
+                )
+            )
+        outbox_ids: list[uuid.UUID] = []
+        if rows:
+            for result in record_usage(
+                self.engine, self.decisions, rows=rows, config=self.usage_config, now=morning
+            ):
+                if result.decision_id is not None:
+                    outbox_ids.append(result.decision_id)
+        for channel in self.push_channels:
+            while items := fetch_outbox(self.engine, channel=channel, limit=500, now=morning):
+                ack_outbox(
+                    self.engine, ack=OutboxAck(ids=[i.outbox_id for i in items]), now=morning
+                )
+
+        # other triggers ask for decisions during the day
+        requests = []
+        for trigger, (classes, rate) in EVENT_TRIGGERS.items():
+            eligible = np.isin(after, list(classes))
+            hits = np.flatnonzero(eligible & (self.rng.random(len(pop)) < rate))
+            for i in hits:
+                moment = start + timedelta(hours=float(self.rng.uniform(7, 21)))
+                requests.append(
+                    DecisionRequest(
+                        request_id=f"sim-{day}-{trigger}-{pop.ids[i]}",
+                        customer_id=pop.ids[i],
+                        trigger=trigger,
+                        channels=self.all_channels,
+                        now=moment,
+                    )
+                )
+        futures = [self.decisions.submit(r) for r in requests]
+        answers = [f.result(timeout=120) for f in futures]
+        direct_ids = [a.decision_id for a in answers]
+
+        with session_scope(self.engine) as session:
+            logged = queries.decisions_by_id(session, ids=outbox_ids + direct_ids)
+        events: list[tuple[uuid.UUID, DeliveryEventIn]] = []
+        from_outbox = set(outbox_ids)
+        for decision in logged:
+            self._observe(decision, events, via_outbox=decision.id in from_outbox)
+        if events:
+            record_events(self.engine, events=events, now=end)
+
+        self._post_until(end)
+        finalize_due(self.engine, now=end)
+        if not self.config.learn:
+            return
+        while True:
+            report = self.learner.step(limit=20_000)
+            self.learned += report.learned
+            if report.learned + report.skipped < 20_000:
+                break
+        self.published.update(self.learner.checkpoint())
+
+    def _observe(
+        self,
+        decision: queries.LoggedDecision,
+        events: list[tuple[uuid.UUID, DeliveryEventIn]],
+        *,
+        via_outbox: bool,
+    ) -> None:
+        """Score the decision by the truth and simulate what the customer does."""
+        self.counts["decisions"] += 1
+        if decision.reason not in POLICY_REASONS and decision.reason != "holdout":
+            return
+        i = self.index[decision.customer_id]
+        health_class = str(decision.context.get("health_class", "C"))
+        noise = float(self.population.noise[i])
+        if decision.candidate_action_ids is None:
+            return
+        ids = decision.candidate_action_ids
+        rates = self.truth.take_rates(
+            health_class=health_class, trigger=decision.trigger_key, action_ids=ids, noise=noise
+        )
+        organic = self.truth.organic_rate(
+            health_class=health_class, trigger=decision.trigger_key, noise=noise
+        )
+        if decision.reason == "holdout":
+            self._schedule_conversion(decision, organic, decision.created_at, holdout=True)
+            return
+        chosen = int(decision.chosen_action_id or self.truth.no_contact_id)
+        position = int(np.flatnonzero(ids == chosen)[0])
+        stats = self.stats
+        stats.day.append((decision.created_at.date() - self.config.start).days)
+        stats.frame.append(decision.frame_key or "")
+        stats.health_class.append(health_class)
+        stats.chosen.append(chosen)
+        stats.policy.append(float(rates[position]))
+        stats.uniform.append(float(rates.mean()))
+        stats.oracle.append(float(rates.max()))
+        stats.organic.append(organic)
+        stats.candidates.append(ids.astype(np.int32))
+        stats.rates.append(rates.astype(np.float32))
+        stats.converted.append(False)
+        index_in_stats = len(stats.converted) - 1
+        if decision.reason == "policy" and decision.send_at is not None:
+            self.counts["contacts"] += 1
+            if not via_outbox:
+                events.append(
+                    (decision.id, DeliveryEventIn(kind="sent", occurred_at=decision.send_at))
+                )
+            unsubscribe = self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
+            if self.rng.random() < unsubscribe:
+                self.counts["unsubscribes"] += 1
+                events.append(
+                    (
+                        decision.id,
+                        DeliveryEventIn(
+                            kind="unsubscribed", occurred_at=decision.send_at + timedelta(hours=1)
+                        ),
+                    )
+                )
+            self._schedule_conversion(
+                decision, float(rates[position]), decision.send_at, stats_index=index_in_stats
+            )
+        else:
+            self._schedule_conversion(
+                decision, organic, decision.created_at, stats_index=index_in_stats
+            )
+
+    def _schedule_conversion(
+        self,
+        decision: queries.LoggedDecision,
+        rate: float,
+        since: datetime,
+        *,
+        holdout: bool = False,
+        stats_index: int | None = None,
+    ) -> None:
+        converts = bool(self.rng.random() < rate)
+        if holdout:
+            self.holdout_converted.append(converts)
+        elif decision.reason == "policy":
+            self.contacted_converted.append(converts)
+        if not converts:
+            return
+        if stats_index is not None:
+            self.stats.converted[stats_index] = True
+        at = since + timedelta(days=GroundTruth.delay_days(self.rng))
+        conversion = ConversionIn(
+            conversion_id=f"conv-{decision.id}",
+            customer_id=decision.customer_id,
+            type="retained" if decision.frame_key != "upsell" else "upgrade",
+            value=60.0,
+            occurred_at=at,
+        )
+        heapq.heappush(self._queue, _Pending(at, next(self._order), "conversion", conversion))
+
+    def _post_until(self, moment: datetime) -> None:
+        due = []
+        while self._queue and self._queue[0].at <= moment:
+            due.append(heapq.heappop(self._queue).payload)
+        if due:
+            self.counts["conversions"] += len(due)
+            record_conversions(self.engine, conversions=due, now=moment)

@@ -1,0 +1,273 @@
+"""The policy lifecycle end to end on a simulated run, told by the audit log.
+
+A small world with a known truth (the minimal catalog: about nine candidates per decision; a free
+month by SMS converts best, a usage tip hardly at all) is logged under a uniform policy. On it: a
+deliberately bad champion serves; a candidate that leaves its frame waits for a manager's approval
+and is promoted after it; it is rolled back; a candidate inside the frame is promoted
+automatically; a worse one is rejected with its reasons; a forced guardrail breach trips the kill
+switch and rolls the champion back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from api.app import build_services, create_app
+from api.auth import create_key
+from api.settings import Settings
+from campaign_db import migrate, queries
+from campaign_db.catalog import load_catalog, read_catalog
+from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.models import ContactHistory
+from optimizer.decisions import DecisionRequest
+from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
+from optimizer.guardrails import monitor
+from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
+from optimizer.registry import CHAMPION
+from optimizer.serving import frame_policy_spec
+from optimizer.spec import PolicySpec
+
+FRAME = "churn_prevention"
+MINIMAL = Path(__file__).resolve().parents[1] / "campaign_db" / "minimal_catalog.yaml"
+START = datetime(2026, 11, 2, 9, tzinfo=UTC)
+TRUTH = {
+    ("free_month", "sms"): 0.5,
+    ("free_month", "email"): 0.3,
+    ("free_month", "app_inbox"): 0.25,
+}
+
+
+def take_rate(action: Any) -> float:
+    if action is None:
+        return 0.02
+    return TRUTH.get((action.offer.key, action.channel), 0.05)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """1,600 decisions logged under the uniform policy, with conversions by the truth above."""
+    out = tmp_path_factory.mktemp("lifecycle")
+    settings = Settings(
+        data_dir=out,
+        database_url=f"sqlite:///{out / 'campopt.db'}",
+        mlflow_tracking_uri=f"sqlite:///{out / 'mlflow.db'}",
+        scheduler_enabled=False,
+        gate_min_effective_sample_size=20,
+        catalog_check_seconds=0.0,
+    )
+    engine = create_engine_from_url(settings.database_url)
+    migrate.upgrade(engine)
+    with session_scope(engine, write=True) as session:
+        load_catalog(session, catalog=read_catalog(MINIMAL), source="minimal", actor="test")
+        ids = [f"w{i}" for i in range(1600)]
+        queries.add_customers(
+            session,
+            customers=[
+                {
+                    "id": c,
+                    "health_class": "CD"[i % 2],
+                    "usage_index": 0.2,
+                    "time_zone": "Europe/Berlin",
+                    "language": "de",
+                }
+                for i, c in enumerate(ids)
+            ],
+            consents=[(c, ch) for c in ids for ch in ("email", "sms", "app_inbox")],
+            now=START,
+        )
+    services = build_services(settings.model_copy(update={"mlflow_tracking_uri": "disabled"}))
+    rng = np.random.default_rng(4)
+    futures = [
+        services.decisions.submit(
+            DecisionRequest(
+                request_id=f"r{i}",
+                customer_id=c,
+                trigger="health_c_to_d",
+                channels=["email", "sms", "app_inbox"],
+                now=START + timedelta(minutes=i),
+            )
+        )
+        for i, c in enumerate(ids)
+    ]
+    answers = [f.result() for f in futures]
+    record_events(
+        engine, events=[(a.decision_id, DeliveryEventIn(kind="sent")) for a in answers if a.contact]
+    )
+    conversions = [
+        ConversionIn(
+            conversion_id=f"c-{a.decision_id}",
+            customer_id=a.customer_id,
+            type="stay",
+            occurred_at=(a.action.send_time.send_at if a.action else a.decided_at)
+            + timedelta(hours=3),
+        )
+        for a in answers
+        if a.reason.value != "holdout" and rng.random() < take_rate(a.action)
+    ]
+    record_conversions(engine, conversions=conversions)
+    from optimizer.rewards import finalize_due
+
+    finalize_due(engine, now=START + timedelta(days=40))
+    services.close()
+    return settings
+
+
+def register_bad_champion(services: Any) -> str:
+    """A policy trained to prefer what does not convert, registered as the champion."""
+    snapshot, lines = services.catalog.current()
+    logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+    flipped = DecisionLogs(
+        data=logs.data.with_reward(1.0 - logs.data.reward, reward_range=(0.0, 1.0)),
+        contexts=logs.contexts,
+    )
+    frame = next(f for f in snapshot.frames if f.key == FRAME)
+    policy = train_policies(flipped, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
+    return str(
+        services.source.register(
+            policy,
+            action_lines={s: lines[a] for s, a in snapshot.actions.items()},
+            floor_share=0.05,
+            source="test",
+            alias=CHAMPION,
+        )
+    )
+
+
+def tighten_guardrails(engine: Any, folder: Path) -> list[str]:
+    data = yaml.safe_load(MINIMAL.read_text())
+    frame = data["frames"][0]
+    del frame["approval"]
+    frame["guardrails"] = {"min_decisions": 10, "max_unsubscribe_rate": 0.001}
+    path = folder / "tight.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with session_scope(engine, write=True) as session:
+        return load_catalog(
+            session, catalog=read_catalog(path), source="tight", actor="crm"
+        ).approvals
+
+
+def test_the_whole_lifecycle(world: Settings) -> None:
+    engine = create_engine_from_url(world.database_url)
+    admin = create_key(engine, name="ops", scopes=["admin"], actor="test")[1]
+    manager = create_key(engine, name="m.keller", scopes=["approve", "read_logs"], actor="test")[1]
+    analyst = create_key(engine, name="analyst", scopes=["read_logs"], actor="test")[1]
+
+    with TestClient(create_app(world)) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        lifecycle = services.lifecycle()
+        client.headers["Authorization"] = f"Bearer {admin}"
+        as_manager = {"Authorization": f"Bearer {manager}"}
+        v_bad = register_bad_champion(services)
+
+        # a better candidate that leaves its frame (epsilon 0.4 > max_epsilon 0.3) waits
+        wide = lifecycle.train(
+            FRAME, spec=PolicySpec(name=FRAME, algorithm="epsilon_greedy", epsilon=0.4), actor="ds"
+        )
+        assert wide.gate["verdict"] == "needs_approval", wide.gate
+        assert any("max_epsilon" in r for r in wide.gate["reasons"])
+        refused = client.post(
+            f"/v1/policies/{FRAME}:{wide.version}/approve",
+            json={},
+            headers={"Authorization": f"Bearer {analyst}"},
+        )
+        assert refused.status_code == 403
+        with pytest.raises(Exception, match="needs a manager's approval"):
+            lifecycle.promote(FRAME, wide.version, actor="ds", reason="try")
+        approved = client.post(
+            f"/v1/policies/{FRAME}:{wide.version}/approve",
+            json={"reason": "wider exploration for the winter campaign"},
+            headers=as_manager,
+        )
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["replaced"] == v_bad
+        assert services.source.serving_version(FRAME) == wide.version
+
+        # rolled back through the API to what the approval replaced
+        rolled = client.post(
+            "/v1/policies/rollback", json={"policy": FRAME, "reason": "back"}, headers=as_manager
+        )
+        assert rolled.status_code == 200, rolled.text
+        assert services.source.serving_version(FRAME) == v_bad
+
+        # the scheduled job trains the frame's own spec and promotes it on its own
+        (outcome,) = lifecycle.train_and_promote_all(actor="scheduler")
+        assert (outcome["gate"], outcome.get("promoted")) == ("promote", True), outcome
+        v_good = outcome["version"]
+        assert services.source.serving_version(FRAME) == v_good
+
+        # the bad version, evaluated against the new champion, is rejected with its reasons
+        worse = lifecycle.evaluate(FRAME, v_bad, actor="ds")
+        assert worse.gate["verdict"] == "reject"
+        assert any("lift" in r for r in worse.gate["reasons"])
+        conflict = client.post(f"/v1/policies/{FRAME}:{v_bad}/approve", json={}, headers=as_manager)
+        assert conflict.status_code == 409
+        assert "failed its promotion gate" in conflict.json()["problems"][0]["message"]
+
+        # a marketer tightens the guardrails (narrowing: active at once), customers unsubscribe
+        assert any("narrows" in a for a in tighten_guardrails(engine, Path(world.data_dir)))
+        services.catalog.refresh(force=True)
+        with session_scope(engine) as session:
+            decision_ids = list(session.exec(select(ContactHistory.decision_id).limit(30)).all())
+        assert len(decision_ids) == 30
+        record_events(
+            engine,
+            events=[
+                (d, DeliveryEventIn(kind="unsubscribed", event_id=f"forced-{i}"))
+                for i, d in enumerate(decision_ids)
+            ],
+        )
+        snapshot, _ = services.catalog.current()
+        (health,) = monitor(
+            engine,
+            list(snapshot.frames),
+            rollback=lifecycle.rollback,
+            now=START + timedelta(days=2),
+        )
+        assert health.mode == "safe"
+        assert any("unsubscribe rate" in b for b in health.breaches)
+        assert services.source.serving_version(FRAME) == v_bad  # what v_good's promotion replaced
+        status = client.get(f"/v1/frames/{FRAME}/status").json()
+        assert status["mode"] == "safe"
+        assert "unsubscribe rate" in status["mode_reason"]
+
+        # in safe mode, with no safe default in the frame, nobody is contacted
+        answer = services.decisions.decide(
+            DecisionRequest(
+                request_id="after-breach",
+                customer_id="w1",
+                trigger="health_c_to_d",
+                channels=["email", "sms", "app_inbox"],
+                now=START + timedelta(days=60),
+            )
+        )
+        assert answer.contact is False
+
+        # the audit log tells the story
+        chronological = [e["action"] for e in reversed(client.get("/v1/audit?limit=500").json())]
+        cursor = 0
+        for action in (
+            "policy.train",
+            "policy.approve",
+            "policy.rollback",
+            "policy.train",
+            "policy.promote",
+            "policy.evaluate",
+            "frame.narrow",
+            "policy.rollback",
+            "frame.kill_switch",
+        ):
+            assert action in chronological[cursor:], (action, chronological)
+            cursor = chronological.index(action, cursor) + 1
+        approval = client.get("/v1/audit?action=policy.approve").json()[0]
+        assert approval["actor"] == "m.keller"
+        assert approval["details"]["reason"] == "wider exploration for the winter campaign"
+        kill = client.get("/v1/audit?action=frame.kill_switch").json()[0]
+        assert kill["details"]["rollback"] == v_bad

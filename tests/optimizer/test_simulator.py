@@ -1,0 +1,93 @@
+"""The simulator and the demo: the loop runs end to end, and the cap checker can fail."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from api.demo import run_demo
+from campaign_db.catalog_schema import CatalogSpec, ContactPolicySpec, Limit
+from optimizer.simulator.metrics import count_cap_violations, uplift
+from optimizer.simulator.run import SimulationConfig
+from optimizer.simulator.truth import GroundTruth
+from tests.optimizer.test_eligibility import snapshot_of
+
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+def test_the_demo_runs_the_loop_and_writes_its_report(
+    tmp_path: Path, example_catalog: CatalogSpec
+) -> None:
+    result = run_demo(
+        catalog=example_catalog,
+        out=tmp_path,
+        config=SimulationConfig(customers=800, days=12, seed=3),
+        register=False,
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary, default=str))
+    assert summary["decisions"] > 100
+    assert summary["learned"] > 0
+    assert summary["cap_violations"] == 0
+    assert set(summary["conversion_rate"]) == {"policy", "uniform", "best_fixed", "oracle"}
+    rates = summary["conversion_rate"]
+    assert rates["uniform"] <= rates["oracle"]
+    assert set(summary["holdout_uplift"]) == {"value", "ci_low", "ci_high"}
+    for name in (
+        "report.html",
+        "conversion_over_time.png",
+        "holdout_uplift.png",
+        "contacts_per_customer.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_cap_checker_finds_a_contact_beyond_the_channel_limit() -> None:
+    policy = ContactPolicySpec(
+        once_per_customer_days=1, min_gap_hours=0, channel_limits={"sms": Limit(max=2, days=7)}
+    )
+    ok = [
+        ("c", "f", "sms", T0 + timedelta(days=d), T0 + timedelta(days=d), "reserved")
+        for d in (0, 3, 8)
+    ]
+    assert count_cap_violations(ok, {"f": policy}) == 0
+    crowded = [*ok, ("c", "g", "sms", T0 + timedelta(days=4), T0 + timedelta(days=9), "sent")]
+    assert count_cap_violations(crowded, {"f": policy, "g": policy}) == 1
+    failed = [*ok, ("c", "g", "sms", T0 + timedelta(days=4), T0 + timedelta(days=9), "failed")]
+    assert count_cap_violations(failed, {"f": policy, "g": policy}) == 0
+
+
+def test_truth_has_the_interactions_the_simulator_promises(example_catalog: CatalogSpec) -> None:
+    snapshot = snapshot_of(example_catalog)
+    truth = GroundTruth.for_snapshot(snapshot)
+
+    def rate(hc: str, offer: str, channel: str, slot: str) -> float:
+        signature = next(
+            s
+            for s in snapshot.actions
+            if s.startswith(f"{offer}|") and s.endswith(f"|{channel}|{slot}")
+        )
+        ids = np.array([snapshot.actions[signature]])
+        return float(
+            truth.take_rates(health_class=hc, trigger="health_c_to_d", action_ids=ids, noise=0.0)[0]
+        )
+
+    assert rate("D", "discount_3m", "email", "weekday_morning") > rate(
+        "D", "no_incentive", "email", "weekday_morning"
+    )
+    assert rate("C", "content_recommendation", "app_push", "weekday_late_afternoon") > rate(
+        "C", "content_recommendation", "app_push", "weekday_morning"
+    )
+    sms = next(a for s, a in snapshot.actions.items() if "|sms|" in s)
+    assert truth.unsubscribe_rate(health_class="A", action_id=sms) > truth.unsubscribe_rate(
+        health_class="D", action_id=sms
+    )
+
+
+def test_uplift_interval_contains_the_difference() -> None:
+    diff, low, high = uplift([True] * 30 + [False] * 70, [True] * 10 + [False] * 90)
+    assert low < diff < high
+    assert abs(diff - 0.2) < 1e-12
