@@ -225,7 +225,10 @@ class CustomerBase(SQLModel):
 
 
 class CustomerUpsert(CustomerBase):
-    """A profile as a CRM sends it: validated before it reaches the table."""
+    """A profile as a CRM sends it: validated before it reaches the table. Unknown fields are
+    refused, so a misspelt field is an error rather than a silently kept default."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     @field_validator("health_class")
     @classmethod

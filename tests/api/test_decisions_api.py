@@ -247,6 +247,7 @@ def test_bad_customer_profiles_are_refused(client: TestClient) -> None:
         ({"time_zone": "Mars/Olympus"}, "time_zone"),
         ({"language": "xx"}, "language"),
         ({"usage_index": 3}, "usage_index"),
+        ({"signup_at": "2024-03-01"}, "signup_at"),
     ):
         response = client.put("/v1/customers/x1", json=body)
         assert response.status_code == 422, body
