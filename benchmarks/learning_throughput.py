@@ -7,8 +7,10 @@ fresh customers through `DecisionService` (submitted in batches), marks the cont
 conversions for some, finalises every reward, and then times
 `OnlineLearner.run_until_caught_up()`. In the same run: `BanditPolicy.learn` on the same
 examples with pre-built shared and action lines and no database (the raw VW rate), a breakdown
-of the learner's step (reading rewards, featurising, learning), and `learner.checkpoint()` with
-a `PoolPublisher`. Below the target, or with --profile, a cProfile of a fresh learner's run.
+of the learner's step (reading rewards, featurising, learning), `learner.checkpoint()` with
+a `PoolPublisher`, and replay: the learned policy's distributions over every logged candidate
+set, as offline evaluation computes them for a VW policy (the usual bottleneck there). Below
+the target, or with --profile, a cProfile of a fresh learner's run.
 
     python -m benchmarks.learning_throughput [--decisions 20000] [--profile]
 """
@@ -37,6 +39,7 @@ from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.features import shared_line
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.learner import OnlineLearner, PoolPublisher
+from optimizer.offline import load_decision_logs, replay_policies
 from optimizer.policy import BanditPolicy
 from optimizer.rewards import finalize_due
 from optimizer.serving import CatalogCache, PolicyPool, frame_policy_spec
@@ -229,6 +232,19 @@ def main() -> None:
         published = learner.checkpoint()
         checkpoint_seconds = time.perf_counter() - began
         model_bytes = len(learner.lineages[next(iter(published))].policy.serialize())
+
+        snapshot, lines = cache.current()
+        began = time.perf_counter()
+        logs = load_decision_logs(engine, snapshot)
+        load_seconds = time.perf_counter() - began
+        learned_policies = {name: lineage.policy for name, lineage in learner.lineages.items()}
+        floors = {
+            frame.key: frame_policy_spec(frame).floor_share(frame.spec.exploration)
+            for frame in snapshot.frames
+        }
+        began = time.perf_counter()
+        replay_policies(logs, learned_policies, lines, floor_shares=floors)
+        replay_seconds = time.perf_counter() - began
         engine.dispose()
 
     table = Table(title="online learning throughput, 100 candidates, SQLite")
@@ -251,6 +267,16 @@ def main() -> None:
     table.add_row(
         "learner.checkpoint (save + PoolPublisher)",
         f"{checkpoint_seconds * 1e3:.0f} ms ({model_bytes / 1e3:.0f} kB model)",
+    )
+    rows = logs.data.n
+    table.add_row(
+        "replay: load logged decisions from the database",
+        f"{rows:,} in {load_seconds:.2f} s",
+    )
+    table.add_row(
+        "replay: VW distributions over the logged candidate sets",
+        f"{rows / replay_seconds:,.0f} decisions/s; 10 million would take "
+        f"{10_000_000 / (rows / replay_seconds) / 60:.0f} min",
     )
     console.print(table)
     if profile is not None:
