@@ -960,6 +960,26 @@ def pseudonym(customer_id: str, salt: str) -> str:
     return "erased-" + hashlib.sha256(f"{salt}:{customer_id}".encode()).hexdigest()[:24]
 
 
+def erased_alias(session: Session, *, customer_id: str, salt: str) -> str | None:
+    """The pseudonym of a customer who was erased and has no profile again; None otherwise.
+    Feedback about such a customer is stored under the pseudonym, not under the erased id."""
+    if session.get(Customer, customer_id) is not None:
+        return None
+    alias = pseudonym(customer_id, salt)
+    audit = table_of(AuditLog)
+    erased = (
+        session.connection()
+        .execute(
+            audit.select()
+            .with_only_columns(audit.c.id)
+            .where(audit.c.action == "customer.erase", audit.c.subject == alias)
+            .limit(1)
+        )
+        .first()
+    )
+    return alias if erased is not None else None
+
+
 def erase_customer(
     session: Session, *, customer_id: str, salt: str, actor: str, now: datetime
 ) -> bool:

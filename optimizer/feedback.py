@@ -154,23 +154,37 @@ def _record_event(
 
 
 def record_conversion(
-    engine: Engine, *, conversion: ConversionIn, now: datetime | None = None
+    engine: Engine,
+    *,
+    conversion: ConversionIn,
+    now: datetime | None = None,
+    pseudonym_salt: str | None = None,
 ) -> ConversionResult:
-    (result,) = record_conversions(engine, conversions=[conversion], now=now)
+    (result,) = record_conversions(
+        engine, conversions=[conversion], now=now, pseudonym_salt=pseudonym_salt
+    )
     return result
 
 
 def record_conversions(
-    engine: Engine, *, conversions: list[ConversionIn], now: datetime | None = None
+    engine: Engine,
+    *,
+    conversions: list[ConversionIn],
+    now: datetime | None = None,
+    pseudonym_salt: str | None = None,
 ) -> list[ConversionResult]:
-    """Record several conversions in one transaction (all or none), in the given order."""
+    """Record several conversions in one transaction (all or none), in the given order. With
+    the salt, a conversion of an erased customer is kept under the pseudonym, never the id."""
     now = now or utcnow()
     with session_scope(engine, write=True) as session:
-        return [_record_conversion(session, conversion, now) for conversion in conversions]
+        return [
+            _record_conversion(session, conversion, now, pseudonym_salt)
+            for conversion in conversions
+        ]
 
 
 def _record_conversion(
-    session: Session, conversion: ConversionIn, now: datetime
+    session: Session, conversion: ConversionIn, now: datetime, salt: str | None
 ) -> ConversionResult:
     stored = queries.stored_conversion(session, conversion_id=conversion.conversion_id)
     if stored is not None:
@@ -181,9 +195,17 @@ def _record_conversion(
             duplicate=True,
         )
     status: ConversionStatus = "unattributed"
+    customer_id = conversion.customer_id
     decision_id = queries.last_touch(
-        session, customer_id=conversion.customer_id, occurred_at=conversion.occurred_at
+        session, customer_id=customer_id, occurred_at=conversion.occurred_at
     )
+    if decision_id is None and salt is not None:
+        alias = queries.erased_alias(session, customer_id=customer_id, salt=salt)
+        if alias is not None:
+            customer_id = alias
+            decision_id = queries.last_touch(
+                session, customer_id=alias, occurred_at=conversion.occurred_at
+            )
     if decision_id is not None:
         if queries.add_conversion_to_reward(
             session, decision_id=decision_id, value=conversion.value
@@ -196,7 +218,7 @@ def _record_conversion(
         session,
         conversion={
             "conversion_id": conversion.conversion_id,
-            "customer_id": conversion.customer_id,
+            "customer_id": customer_id,
             "kind": conversion.type,
             "value": conversion.value,
             "occurred_at": conversion.occurred_at,

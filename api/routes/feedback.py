@@ -54,7 +54,9 @@ def post_conversion(
     """Record a conversion and attribute it to the customer's decision by last touch within the
     frame's attribution window. Unknown customers are stored unattributed; a repeated
     `conversion_id` changes nothing."""
-    result = feedback.record_conversion(services.engine, conversion=conversion)
+    result = feedback.record_conversion(
+        services.engine, conversion=conversion, pseudonym_salt=services.settings.pseudonym_salt
+    )
     FEEDBACK_LAG.labels(kind="conversion").observe(
         max((utcnow() - conversion.occurred_at).total_seconds(), 0)
     )

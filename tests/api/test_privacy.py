@@ -61,6 +61,43 @@ def test_erasure_removes_the_person_and_keeps_the_statistics(
     assert client.delete(f"/v1/customers/{customer}").status_code == 404
     assert client.get(f"/v1/customers/{customer}").status_code == 404
 
+    # billing reports a conversion after the erasure: it counts for the pseudonymised
+    # decision, and the erased id is not stored again
+    late = client.post(
+        "/v1/conversions",
+        json={
+            "conversion_id": "gdpr-after",
+            "customer_id": customer,
+            "type": "stay",
+            "occurred_at": (
+                datetime.fromisoformat(answer["action"]["send_time"]["send_at"])
+                + timedelta(hours=3)
+            ).isoformat(),
+        },
+    )
+    assert late.status_code in (200, 202), late.text
+    assert late.json()["decision_id"] == answer["decision_id"]
+    with session_scope(loaded_engine) as session:
+        assert session.get(Conversion, "gdpr-after").customer_id == pseudonym  # type: ignore[union-attr]
+        assert (
+            session.exec(select(Conversion).where(Conversion.customer_id == customer)).all() == []
+        )
+
+    # a customer the CRM creates again is a new person to the service
+    add_customer(client, customer)
+    again = client.post(
+        "/v1/conversions",
+        json={
+            "conversion_id": "gdpr-recreated",
+            "customer_id": customer,
+            "type": "stay",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    assert again.json()["status"] == "unattributed"
+    with session_scope(loaded_engine) as session:
+        assert session.get(Conversion, "gdpr-recreated").customer_id == customer  # type: ignore[union-attr]
+
 
 def test_erasure_needs_the_admin_scope(client: TestClient, loaded_engine: Engine) -> None:
     from api.auth import create_key
