@@ -249,6 +249,25 @@ class PolicyRegistry:
                 return info
         raise RegistryError(f"{model_name(name)} has no version {version}")
 
+    def prune_online_versions(self, name: str, *, keep: int) -> list[str]:
+        """Delete online-learning checkpoints beyond the newest `keep`, and their runs; versions
+        an alias or a promotion (`campopt.replaces`, the rollback target) names stay, as does
+        every trained candidate. A learner publishes about one version a minute per frame."""
+        versions = self.versions(name)
+        needed = {v.version for v in versions if v.aliases} | {
+            v.tags["campopt.replaces"] for v in versions if v.tags.get("campopt.replaces")
+        }
+        online = [v for v in versions if v.tags.get("campopt.source") == "online"]
+        stale = [v for v in online[: max(len(online) - keep, 0)] if v.version not in needed]
+        try:
+            for info in stale:
+                self.client.delete_model_version(model_name(name), info.version)
+                if info.run_id:
+                    self.client.delete_run(info.run_id)
+        except MlflowException as exc:
+            raise RegistryError(f"cannot prune {model_name(name)}: {exc}") from exc
+        return [v.version for v in stale]
+
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
@@ -275,16 +294,19 @@ def _not_found(exc: MlflowException) -> bool:
 class RegistryPublisher:
     """Learner checkpoints become versions of the policy's registered model and take `champion`."""
 
-    def __init__(self, registry: PolicyRegistry, catalog: CatalogCache) -> None:
+    def __init__(
+        self, registry: PolicyRegistry, catalog: CatalogCache, *, keep_versions: int = 20
+    ) -> None:
         self.registry = registry
         self.catalog = catalog
+        self.keep_versions = keep_versions
 
     def publish(self, policy: BanditPolicy, *, cursor: int, parent_version: str | None) -> str:
         snapshot, lines = self.catalog.current()
         frame = next((f for f in snapshot.frames if f.key == policy.name), None)
         floor = policy.spec.floor_share(frame.spec.exploration) if frame else 0.05
         action_lines = {sig: lines[action_id] for sig, action_id in snapshot.actions.items()}
-        return self.registry.register(
+        version = self.registry.register(
             policy,
             action_lines=action_lines,
             floor_share=floor,
@@ -293,6 +315,11 @@ class RegistryPublisher:
             tags={"cursor": str(cursor)},
             alias=CHAMPION,
         )
+        try:
+            self.registry.prune_online_versions(policy.name, keep=self.keep_versions)
+        except RegistryError as exc:  # the new version serves; pruning can wait for the next
+            log.warning("could not prune old checkpoint versions: %s", exc)
+        return version
 
     def lineage(self, name: str) -> str | None:
         return self.registry.serving_version(name)

@@ -90,3 +90,28 @@ def test_a_corrupt_artifact_is_refused_and_the_champion_stays(
     assert pool.refresh() == []
     assert pool.loaded()["y"] == good
     assert pool.last_refresh_ok is False
+
+
+def test_old_online_checkpoints_are_pruned_but_what_a_rollback_needs_stays(
+    registry: PolicyRegistry,
+) -> None:
+    def online(seed: int) -> str:
+        return registry.register(
+            trained("z", seed), action_lines=ACTIONS, floor_share=0.05, source="online"
+        )
+
+    replaced = online(0)
+    candidate = registry.register(
+        trained("z", 1), action_lines=ACTIONS, floor_share=0.05, source="offline"
+    )
+    registry.tag_version("z", candidate, "campopt.replaces", replaced)
+    checkpoints = [online(seed) for seed in range(2, 8)]
+    registry.set_alias("z", CHAMPION, checkpoints[1])
+
+    pruned = registry.prune_online_versions("z", keep=2)
+
+    left = {v.version for v in registry.versions("z")}
+    assert set(pruned) == {checkpoints[0], *checkpoints[2:4]}
+    assert left == {replaced, candidate, checkpoints[1], *checkpoints[-2:]}
+    assert registry.serving_version("z") == checkpoints[1]
+    assert registry.prune_online_versions("z", keep=2) == []
