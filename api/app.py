@@ -25,7 +25,7 @@ from campaign_db.engine import Checkpointer, create_engine_from_url
 from offline_eval.gate import GateConfig
 from optimizer.decisions import DecisionService
 from optimizer.lifecycle import PolicyLifecycle
-from optimizer.serving import CatalogCache, ModelSource, PolicyPool
+from optimizer.serving import CatalogCache, CheckpointSource, ModelSource, PolicyPool
 
 log = logging.getLogger("campopt.api")
 
@@ -179,7 +179,7 @@ def build_services(settings: Settings, *, source: ModelSource | None = None) -> 
     catalog = CatalogCache(engine, check_every_seconds=settings.catalog_check_seconds)
     source = source if source is not None else model_source(settings)
     policies = PolicyPool(
-        source,
+        source if source is not None else CheckpointSource(engine),
         on_error=lambda name, exc: log.warning("policy %s: keeping loaded version: %s", name, exc),
     )
     return Services(

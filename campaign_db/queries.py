@@ -485,6 +485,16 @@ def final_rewards_after(session: Session, *, cursor: int, limit: int) -> list[Le
     ]
 
 
+def newest_checkpoint(
+    session: Session, *, policy_name: str, cursor: int | None = None
+) -> LearnerCheckpoint | None:
+    """The policy's newest learner checkpoint (at exactly `cursor`, if given)."""
+    query = select(LearnerCheckpoint).where(LearnerCheckpoint.policy_name == policy_name)
+    if cursor is not None:
+        query = query.where(LearnerCheckpoint.cursor == cursor)
+    return session.exec(query.order_by(col(LearnerCheckpoint.id).desc()).limit(1)).first()
+
+
 def latest_checkpoints(session: Session) -> list[LearnerCheckpoint]:
     """The newest checkpoint of every policy."""
     newest = (

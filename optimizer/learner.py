@@ -23,7 +23,13 @@ from campaign_db.models import LearnerCheckpoint
 from campaign_db.types import utcnow
 from optimizer.features import shared_line
 from optimizer.policy import UNTRAINED_VERSION, BanditPolicy
-from optimizer.serving import CatalogCache, ModelSource, PolicyPool, frame_policy_spec
+from optimizer.serving import (
+    CatalogCache,
+    ModelSource,
+    PolicyPool,
+    frame_policy_spec,
+    online_version,
+)
 from optimizer.spec import PolicySpec
 
 log = logging.getLogger("campopt.learner")
@@ -46,7 +52,7 @@ class PoolPublisher:
         self.pool = pool
 
     def publish(self, policy: BanditPolicy, *, cursor: int, parent_version: str | None) -> str:
-        version = f"online-{cursor}"
+        version = online_version(cursor)
         self.pool.install(
             BanditPolicy(
                 policy.spec,

@@ -91,6 +91,38 @@ class ModelSource(Protocol):
     def load(self, name: str, version: str) -> StoredModel: ...
 
 
+def online_version(cursor: int) -> str:
+    """The version of a model the online learner checkpointed at `cursor`, without a registry."""
+    return f"online-{cursor}"
+
+
+class CheckpointSource:
+    """The learner's checkpoints in the database as the model source when MLflow is disabled,
+    so that every process of every replica serves what the leading worker learned."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def serving_version(self, name: str) -> str | None:
+        with session_scope(self._engine) as session:
+            row = queries.newest_checkpoint(session, policy_name=name)
+        return None if row is None else online_version(row.cursor)
+
+    def load(self, name: str, version: str) -> StoredModel:
+        cursor = int(version.removeprefix("online-"))
+        with session_scope(self._engine) as session:
+            row = queries.newest_checkpoint(session, policy_name=name, cursor=cursor)
+            if row is None:
+                raise LookupError(f"no checkpoint of {name} at {version}")
+            return StoredModel(
+                name=name,
+                version=version,
+                spec=PolicySpec.model_validate(row.spec),
+                model_data=row.model,
+                examples_learned=row.examples_learned,
+            )
+
+
 def policy_name(frame_key: str) -> str:
     """One policy lineage per frame."""
     return frame_key

@@ -16,7 +16,7 @@ from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion,
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
 from optimizer.rewards import finalize_due
-from optimizer.serving import CatalogCache, PolicyPool, frame_policy_spec
+from optimizer.serving import CatalogCache, CheckpointSource, PolicyPool, frame_policy_spec
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
@@ -124,6 +124,35 @@ def test_checkpoint_publishes_new_weights_to_serving(loaded_engine: Engine) -> N
     assert published == {"churn_prevention": f"online-{learner.cursor}"}
     assert pool.loaded()["churn_prevention"] == f"online-{learner.cursor}"
     assert learner.checkpoint() == {}  # nothing new to publish
+
+
+def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
+    loaded_engine: Engine,
+) -> None:
+    make_decisions(loaded_engine, 16, seed=3)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    catalog = CatalogCache(loaded_engine)
+    leader_pool = PolicyPool()
+    learner = OnlineLearner(loaded_engine, catalog, publisher=PoolPublisher(leader_pool))
+    other = PolicyPool(CheckpointSource(loaded_engine))  # another worker or replica
+    snapshot, _ = catalog.current()
+    other.want(list(snapshot.frames))
+    assert other.refresh() == []  # nothing learned yet: it stays untrained
+
+    learner.run_until_caught_up()
+    learner.checkpoint()
+
+    assert other.refresh() == ["churn_prevention"]
+    assert other.loaded()["churn_prevention"] == leader_pool.loaded()["churn_prevention"]
+    frame = next(f for f in snapshot.frames if f.key == "churn_prevention")
+    _, lines = catalog.current()
+    actions = [lines[i] for i in range(1, 30)]
+    shared = "shared |c hc_D lang_en usage:0.2 |t health_c_to_d |h h10 wd0 we0"
+    assert np.array_equal(
+        other.policy_for(frame).model.predict(shared, actions),
+        leader_pool.policy_for(frame).model.predict(shared, actions),
+    )
+    assert other.refresh() == []
 
 
 def test_a_promotion_is_followed_not_overwritten_by_the_next_checkpoint(
