@@ -167,6 +167,8 @@ class Simulation:
                     ],
                     now=now,
                 )
+        with session_scope(self.engine, write=True) as session:
+            queries.refresh_statistics(session)
 
     # --- the loop ---------------------------------------------------------------------------
 
