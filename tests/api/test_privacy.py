@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
@@ -14,24 +15,28 @@ from campaign_db.models import AuditLog, Consent, ContactHistory, Conversion, Cu
 from tests.api.test_decisions_api import add_customer, decide_until_contact, not_in_holdout
 
 
+def convert(client: TestClient, conversion_id: str, customer: str, at: datetime) -> Any:
+    response = client.post(
+        "/v1/conversions",
+        json={
+            "conversion_id": conversion_id,
+            "customer_id": customer,
+            "type": "stay",
+            "occurred_at": at.isoformat(),
+        },
+    )
+    assert response.status_code in (200, 202), response.text
+    return response.json()
+
+
 def test_erasure_removes_the_person_and_keeps_the_statistics(
     client: TestClient, loaded_engine: Engine
 ) -> None:
     customer = not_in_holdout("gdpr-")
     add_customer(client, customer)
     answer = decide_until_contact(client, "gdpr-req", customer).json()
-    client.post(
-        "/v1/conversions",
-        json={
-            "conversion_id": "gdpr-c",
-            "customer_id": customer,
-            "type": "stay",
-            "occurred_at": (
-                datetime.fromisoformat(answer["action"]["send_time"]["send_at"])
-                + timedelta(hours=2)
-            ).isoformat(),
-        },
-    )
+    sent_at = datetime.fromisoformat(answer["action"]["send_time"]["send_at"])
+    convert(client, "gdpr-c", customer, sent_at + timedelta(hours=2))
     response = client.delete(f"/v1/customers/{customer}")
     assert response.status_code == 200, response.text
     pseudonym = response.json()["pseudonym"]
@@ -63,20 +68,8 @@ def test_erasure_removes_the_person_and_keeps_the_statistics(
 
     # billing reports a conversion after the erasure: it counts for the pseudonymised
     # decision, and the erased id is not stored again
-    late = client.post(
-        "/v1/conversions",
-        json={
-            "conversion_id": "gdpr-after",
-            "customer_id": customer,
-            "type": "stay",
-            "occurred_at": (
-                datetime.fromisoformat(answer["action"]["send_time"]["send_at"])
-                + timedelta(hours=3)
-            ).isoformat(),
-        },
-    )
-    assert late.status_code in (200, 202), late.text
-    assert late.json()["decision_id"] == answer["decision_id"]
+    late = convert(client, "gdpr-after", customer, sent_at + timedelta(hours=3))
+    assert late["decision_id"] == answer["decision_id"]
     with session_scope(loaded_engine) as session:
         assert session.get(Conversion, "gdpr-after").customer_id == pseudonym  # type: ignore[union-attr]
         assert (
@@ -85,16 +78,8 @@ def test_erasure_removes_the_person_and_keeps_the_statistics(
 
     # a customer the CRM creates again is a new person to the service
     add_customer(client, customer)
-    again = client.post(
-        "/v1/conversions",
-        json={
-            "conversion_id": "gdpr-recreated",
-            "customer_id": customer,
-            "type": "stay",
-            "occurred_at": datetime.now(UTC).isoformat(),
-        },
-    )
-    assert again.json()["status"] == "unattributed"
+    again = convert(client, "gdpr-recreated", customer, datetime.now(UTC))
+    assert again["status"] == "unattributed"
     with session_scope(loaded_engine) as session:
         assert session.get(Conversion, "gdpr-recreated").customer_id == customer  # type: ignore[union-attr]
 
