@@ -44,7 +44,7 @@ class PolicySpec(BaseModel):
     cover_size: int = Field(default=5, ge=1, le=64)
     interactions: tuple[str, ...] = ("co", "cn", "cx", "ns", "to")
     customer_attributes: tuple[str, ...] = ()
-    learning_rate: float = Field(default=0.5, gt=0.0, le=10.0)
+    learning_rate: float = Field(default=0.1, gt=0.0, le=10.0)
     bits: int = Field(default=18, ge=10, le=28)
     cb_type: Literal["mtr", "ips", "dr"] = "mtr"
     min_probability_share: float = Field(default=0.05, ge=0.0, lt=1.0)
