@@ -64,7 +64,6 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
                 consents=[(c, ch.key) for c in ids for ch in catalog.channels],
                 now=NOW,
             )
-            queries.refresh_statistics(session)
         cache = CatalogCache(engine, check_every_seconds=3600)
         pool = PolicyPool()
         service = DecisionService(engine, catalog=cache, policies=pool)

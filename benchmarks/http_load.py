@@ -75,8 +75,6 @@ def prepare_database(url: str, customers: int) -> None:
                 consents=[(c, ch.key) for c in ids for ch in catalog.channels],
                 now=NOW,
             )
-    with session_scope(engine, write=True) as session:
-        queries.refresh_statistics(session)
     engine.dispose()
 
 

@@ -91,9 +91,12 @@ class ModelSource(Protocol):
     def load(self, name: str, version: str) -> StoredModel: ...
 
 
+ONLINE_PREFIX = "online-"
+
+
 def online_version(cursor: int) -> str:
     """The version of a model the online learner checkpointed at `cursor`, without a registry."""
-    return f"online-{cursor}"
+    return f"{ONLINE_PREFIX}{cursor}"
 
 
 class CheckpointSource:
@@ -109,7 +112,7 @@ class CheckpointSource:
         return None if row is None else online_version(row.cursor)
 
     def load(self, name: str, version: str) -> StoredModel:
-        cursor = int(version.removeprefix("online-"))
+        cursor = int(version.removeprefix(ONLINE_PREFIX))
         with session_scope(self._engine) as session:
             row = queries.newest_checkpoint(session, policy_name=name, cursor=cursor)
             if row is None:

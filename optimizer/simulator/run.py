@@ -167,8 +167,6 @@ class Simulation:
                     ],
                     now=now,
                 )
-        with session_scope(self.engine, write=True) as session:
-            queries.refresh_statistics(session)
 
     # --- the loop ---------------------------------------------------------------------------
 

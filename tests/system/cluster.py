@@ -78,7 +78,6 @@ def prepare_database(
             consents=[(c, ch) for c in ids for ch in channels],
             now=since,
         )
-        queries.refresh_statistics(session)
     key = create_key(engine, name="system-test", scopes=["admin"], actor="test")[1]
     engine.dispose()
     return key
