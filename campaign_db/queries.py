@@ -171,7 +171,7 @@ def add_customers(
     now: datetime,
 ) -> None:
     """Insert many customers and granted consents at once (imports, simulations, benchmarks),
-    then refresh the planner's statistics of both tables on PostgreSQL."""
+    then refresh the planner's statistics on PostgreSQL."""
     if customers:
         rows = [{"created_at": now, "updated_at": now, "attributes": None, **c} for c in customers]
         session.connection().execute(_customer.insert(), rows)
@@ -192,8 +192,10 @@ def add_customers(
     if session.get_bind().dialect.name == "postgresql":
         # Until autovacuum reaches freshly filled tables the planner thinks them tiny and scans
         # them whole: a decision batch's consent lookup over 160,000 rows took 33 ms, not µs.
-        # SQLite's planner favours indexes without statistics.
-        session.connection().execute(text("ANALYZE customer, consent"))
+        # Every table, not just these two: with the customers analysed but the still-empty log
+        # tables not, the learner's queries slowed until it fell minutes behind. SQLite's
+        # planner favours indexes without statistics.
+        session.connection().execute(text("ANALYZE"))
 
 
 # --- feedback: delivery events, conversions, rewards -----------------------------------------
