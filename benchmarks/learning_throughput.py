@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.synthetic_catalog import synthetic_catalog
-from campaign_db import migrate, queries
+from campaign_db import learning, migrate, queries
 from campaign_db.catalog import load_catalog
 from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
@@ -153,7 +153,7 @@ def raw_vw_rate(url: str) -> dict[str, float]:
     cursor = 0
     while True:
         with session_scope(engine) as session:
-            chunk = queries.final_rewards_after(session, cursor=cursor, limit=5_000)
+            chunk = learning.final_rewards_after(session, cursor=cursor, limit=5_000)
         if not chunk:
             break
         events += chunk

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from sqlalchemy import Engine
 
-from campaign_db import queries
+from campaign_db import learning
 from campaign_db.engine import session_scope
 from campaign_db.models import LearnerCheckpoint
 from campaign_db.types import utcnow
@@ -110,7 +110,7 @@ class OnlineLearner:
     def load(self) -> None:
         """Resume from the newest checkpoint of every policy (or start empty)."""
         with session_scope(self.engine) as session:
-            checkpoints = queries.latest_checkpoints(session)
+            checkpoints = learning.latest_checkpoints(session)
         self.lineages = {}
         self.cursor = max((c.cursor for c in checkpoints), default=0)
         for c in checkpoints:
@@ -161,7 +161,7 @@ class OnlineLearner:
         if not self.loaded:
             self.load()
         with session_scope(self.engine) as session:
-            events = queries.final_rewards_after(session, cursor=self.cursor, limit=limit)
+            events = learning.final_rewards_after(session, cursor=self.cursor, limit=limit)
         _, lines = self.catalog.current()
         learned = skipped = 0
         for event in events:

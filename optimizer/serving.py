@@ -14,7 +14,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from campaign_db import queries
+from campaign_db import learning, queries
 from campaign_db.catalog import CatalogSnapshot, FrameVersion, read_snapshot
 from campaign_db.engine import session_scope
 from optimizer.eligibility import Combination, frame_combinations
@@ -108,13 +108,13 @@ class CheckpointSource:
 
     def serving_version(self, name: str) -> str | None:
         with session_scope(self._engine) as session:
-            row = queries.newest_checkpoint(session, policy_name=name)
+            row = learning.newest_checkpoint(session, policy_name=name)
         return None if row is None else online_version(row.cursor)
 
     def load(self, name: str, version: str) -> StoredModel:
         cursor = int(version.removeprefix(ONLINE_PREFIX))
         with session_scope(self._engine) as session:
-            row = queries.newest_checkpoint(session, policy_name=name, cursor=cursor)
+            row = learning.newest_checkpoint(session, policy_name=name, cursor=cursor)
             if row is None:
                 raise LookupError(f"no checkpoint of {name} at {version}")
             return StoredModel(

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from campaign_db import queries
+from campaign_db import learning, queries
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog, Consent, ContactHistory, Conversion, Customer, DecisionLog
 from tests.api.test_decisions_api import add_customer, decide_until_contact, not_in_holdout
@@ -125,7 +125,7 @@ def test_retention_keeps_the_newest_learner_checkpoints(loaded_engine: Engine) -
         )
     assert purged.checkpoints == 25
     with session_scope(loaded_engine) as session:
-        newest = queries.latest_checkpoints(session)
+        newest = learning.latest_checkpoints(session)
         left = session.exec(select(func.count()).select_from(LearnerCheckpoint)).one()
     assert left == 5
     assert [c.cursor for c in newest] == [29]

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from campaign_db import queries
+from campaign_db import learning
 from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory, Conversion, DecisionLog, LearnerCheckpoint, Reward
@@ -219,7 +219,7 @@ def test_sigkill_mid_load_loses_nothing_acknowledged(
             )
         ).all()
         conversions = set(session.exec(select(Conversion.conversion_id)).all())
-        checkpoints = queries.latest_checkpoints(session)
+        checkpoints = learning.latest_checkpoints(session)
     try:
         for policy in checkpoints:
             assert policy.examples_learned == learnable_up_to(
