@@ -102,10 +102,11 @@ class Services:
 
         publisher: Publisher = PoolPublisher(self.policies)
         if self.source is not None:
-            from optimizer.registry import PolicyRegistry, RegistryPublisher
+            from optimizer.publishing import RegistryPublisher
+            from optimizer.registry import PolicyRegistry
 
             assert isinstance(self.source, PolicyRegistry)
-            publisher = RegistryPublisher(self.source, self.catalog)
+            publisher = RegistryPublisher(self.engine, self.source, self.catalog)
         learner = OnlineLearner(self.engine, self.catalog, source=self.source, publisher=publisher)
         self.scheduler = SchedulerRunner(self, learner).start()
         return self.scheduler
@@ -172,6 +173,18 @@ def model_source(settings: Settings) -> ModelSource | None:
     return PolicyRegistry(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
 
 
+def serving_source(engine: Engine, registry: ModelSource | None) -> ModelSource:
+    """What serving loads: with a registry, the versions our serving record approved (never
+    whatever MLflow's alias says); without one, the learner's newest checkpoints."""
+    if registry is None:
+        return CheckpointSource(engine)
+    from optimizer.publishing import ApprovedSource
+    from optimizer.registry import PolicyRegistry
+
+    assert isinstance(registry, PolicyRegistry)
+    return ApprovedSource(engine, registry)
+
+
 def build_services(settings: Settings, *, source: ModelSource | None = None) -> Services:
     engine = create_engine_from_url(settings.database_url, autocheckpoint=False)
     if settings.migrate_on_start:
@@ -179,7 +192,7 @@ def build_services(settings: Settings, *, source: ModelSource | None = None) -> 
     catalog = CatalogCache(engine, check_every_seconds=settings.catalog_check_seconds)
     source = source if source is not None else model_source(settings)
     policies = PolicyPool(
-        source if source is not None else CheckpointSource(engine),
+        serving_source(engine, source),
         on_error=lambda name, exc: log.warning("policy %s: keeping loaded version: %s", name, exc),
     )
     return Services(

@@ -94,6 +94,13 @@ class SchedulerRunner:
         )
         if self.services.source is not None:
             scheduler.add_job(self.train, "interval", seconds=settings.train_seconds, id="train")
+            scheduler.add_job(
+                self.reconcile,
+                "interval",
+                seconds=settings.policy_reload_seconds,
+                id="aliases",
+                next_run_time=now,
+            )
         scheduler.start()
         self.scheduler = scheduler
 
@@ -148,6 +155,13 @@ class SchedulerRunner:
         lifecycle = self.services.lifecycle()
         if lifecycle is not None:
             lifecycle.train_and_promote_all()
+
+    def reconcile(self) -> None:
+        from optimizer.publishing import reconcile_aliases
+        from optimizer.registry import PolicyRegistry
+
+        assert isinstance(self.services.source, PolicyRegistry)
+        reconcile_aliases(self.services.engine, self.services.source)
 
     def stop(self) -> None:
         self._stop.set()

@@ -450,6 +450,28 @@ class LearnerCheckpoint(SQLModel, table=True):
     created_at: datetime = _utc_now()
 
 
+class ServingPolicy(SQLModel, table=True):
+    """The version each policy serves, as this service approved it: the only record serving and
+    the learner follow. MLflow's `champion` alias mirrors it for people and tools; a move of the
+    alias that the service did not make is noticed (`tampered_alias`) and ignored.
+
+    `cursor` is the version's training cut-off: the reward sequence up to which the model has
+    learned, so a learner that follows it replays exactly the rewards after it. `alias_synced`
+    is false between recording a version and moving the alias, so an interrupted move is
+    finished rather than taken for tampering.
+    """
+
+    __tablename__ = "serving_policy"
+    policy_name: str = Field(primary_key=True, max_length=128)
+    version: str = Field(max_length=64)
+    cursor: int
+    source: str = Field(max_length=16)
+    alias_synced: bool = Field(default=False)
+    tampered_alias: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = _utc_now()
+    updated_by: str = Field(max_length=200)
+
+
 class ApiKey(SQLModel, table=True):
     """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
 

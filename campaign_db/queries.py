@@ -699,6 +699,7 @@ class EvaluationRow:
     reward: float
     unsubscribed: bool
     complained: bool
+    sequence: int
 
 
 def evaluation_rows(
@@ -728,6 +729,7 @@ def evaluation_rows(
             rewards.c.value,
             rewards.c.unsubscribed,
             rewards.c.complained,
+            rewards.c.sequence,
         )
         .select_from(logs.join(rewards, rewards.c.decision_id == logs.c.id))
         .where(rewards.c.status == "final", logs.c.reason.in_(("policy", "policy_no_contact")))

@@ -40,6 +40,7 @@ from optimizer.offline import (
     train_policies,
 )
 from optimizer.policy import BanditPolicy
+from optimizer.publishing import make_serving, served_version, version_cut_off
 from optimizer.serving import CatalogCache, frame_policy_spec
 from optimizer.spec import PolicySpec
 
@@ -114,14 +115,14 @@ class PolicyLifecycle:
         return frame
 
     def _champion(self, name: str) -> BanditPolicy | None:
-        version = self.registry.serving_version(name)
-        if version is None:
+        served = served_version(self.engine, name)
+        if served is None:
             return None
-        stored = self.registry.load(name, version)
+        stored = self.registry.load(name, served.version)
         return BanditPolicy(
             stored.spec,
             name=name,
-            version=version,
+            version=served.version,
             model_data=stored.model_data,
             examples_learned=stored.examples_learned,
         )
@@ -133,7 +134,7 @@ class PolicyLifecycle:
         spec = spec or frame_policy_spec(frame)
         snapshot, lines = self.catalog.current()
         logs = load_decision_logs(self.engine, snapshot, frame_key=frame_key)
-        earlier, later = logs.split(self.config.later_share)
+        earlier, later, cut_off = logs.split_by_sequence(self.config.later_share)
         candidate = train_policies(earlier, {frame_key: spec}, lines)[frame_key]
         champion = self._champion(frame_key)
         with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +142,9 @@ class PolicyLifecycle:
                 frame, candidate, champion, later, Path(tmp), spec=spec
             )
             now = self.clock()
-            data_from = str(later.data.timestamp[0]) if later.data.timestamp is not None else ""
-            data_to = str(later.data.timestamp[-1]) if later.data.timestamp is not None else ""
+            stamps = later.data.timestamp
+            data_from = str(stamps.min()) if stamps is not None else ""
+            data_to = str(stamps.max()) if stamps is not None else ""
             action_lines = {sig: lines[a] for sig, a in snapshot.actions.items()}
             version = self.registry.register(
                 candidate,
@@ -159,6 +161,7 @@ class PolicyLifecycle:
                     "data_from": data_from,
                     "data_to": data_to,
                     "frame_version": str(frame.version),
+                    "cursor": str(cut_off),
                 },
                 artifacts=report_files,
                 alias="challenger",
@@ -332,8 +335,18 @@ class PolicyLifecycle:
         if tags.get("campopt.status") == "rejected":
             raise ConflictError("version", f"{version_id(name, version)} was rejected")
         self._check_loads(name, version)
-        replaced = self.registry.serving_version(name)
-        self.registry.set_alias(name, "champion", version)
+        cut_off = self._cut_off(name, version)
+        served = served_version(self.engine, name)
+        replaced = served.version if served else None
+        make_serving(
+            self.engine,
+            self.registry,
+            name=name,
+            version=version,
+            cursor=cut_off,
+            source="promotion",
+            actor=actor,
+        )
         if self.registry.alias_version(name, "challenger") == version:
             self.registry.delete_alias(name, "challenger")
         self.registry.tag_version(name, version, "campopt.replaces", replaced or "")
@@ -364,14 +377,23 @@ class PolicyLifecycle:
         self, name: str, *, actor: str, reason: str, to_version: str | None = None
     ) -> PromotionResult:
         """Champion goes back to `to_version`, or to the version the last promotion replaced."""
-        current = self.registry.serving_version(name)
+        served = served_version(self.engine, name)
+        current = served.version if served else None
         target = to_version or self._replaced_by_last_promotion(name)
         if target is None:
             raise ConflictError("policy", f"{name} has no earlier champion to roll back to")
         if target == current:
             raise ConflictError("to_version", f"{version_id(name, target)} already serves")
         self._check_loads(name, target)
-        self.registry.set_alias(name, "champion", target)
+        make_serving(
+            self.engine,
+            self.registry,
+            name=name,
+            version=target,
+            cursor=self._cut_off(name, target),
+            source="rollback",
+            actor=actor,
+        )
         self._audit(
             actor, "policy.rollback", version_id(name, target), {"reason": reason, "from": current}
         )
@@ -394,6 +416,17 @@ class PolicyLifecycle:
             return self.registry.version_info(name, version)
         except Exception as exc:
             raise NotFoundError("version", f"no version {version_id(name, version)}") from exc
+
+    def _cut_off(self, name: str, version: str) -> int:
+        """The reward sequence the version has learned up to: the learner replays from there
+        when it takes the version over. A version without one cannot serve."""
+        cut_off = version_cut_off(self.registry, name, version)
+        if cut_off is None:
+            raise ConflictError(
+                "version",
+                f"{version_id(name, version)} records no training cut-off; train it again",
+            )
+        return cut_off
 
     def _check_loads(self, name: str, version: str) -> None:
         """Refuse a version whose model does not load; the champion stays as it is."""

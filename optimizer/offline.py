@@ -59,6 +59,28 @@ class DecisionLogs:
             )
         return self.take(np.arange(cut)), self.take(np.arange(cut, self.data.n))
 
+    @property
+    def sequences(self) -> np.ndarray[Any, Any]:
+        """Each row's reward sequence: the order in which the online learner learns them."""
+        assert self.data.context is not None
+        return np.asarray(self.data.context["sequence"], dtype=np.int64)
+
+    def split_by_sequence(self, share: float) -> tuple[DecisionLogs, DecisionLogs, int]:
+        """(earlier, later, cut_off): the earlier slice holds every row whose reward sequence is
+        at most `cut_off`, the later one the `share` after it. A model trained on the earlier
+        slice has learned exactly the rewards up to `cut_off`, as an online model at that
+        cursor has; evaluating it on the later slice never reuses a row it learned from."""
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"share: must lie in (0, 1), got {share}")
+        order = np.argsort(self.sequences, kind="stable")
+        cut = round(self.data.n * (1.0 - share))
+        if cut == 0 or cut == self.data.n:
+            raise ValueError(
+                f"share: {self.data.n} decisions cannot be split {1 - share:.0%}/{share:.0%}"
+            )
+        cut_off = int(self.sequences[order[cut - 1]])
+        return self.take(order[:cut]), self.take(order[cut:]), cut_off
+
 
 def load_decision_logs(
     engine: Engine,
@@ -108,6 +130,7 @@ def load_decision_logs(
             ],
             "unsubscribed": [float(r.unsubscribed) for r in rows],
             "complained": [float(r.complained) for r in rows],
+            "sequence": [int(r.sequence) for r in rows],
         }
     )
     data = LoggedBandit(

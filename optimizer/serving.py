@@ -83,6 +83,15 @@ class StoredModel:
     examples_learned: int
 
 
+@dataclass(frozen=True)
+class ServedVersion:
+    """The version a policy serves and its training cut-off (the reward sequence it has learned
+    up to), as the service recorded it."""
+
+    version: str
+    cursor: int
+
+
 class ModelSource(Protocol):
     """Where trained policies come from (the MLflow registry in production)."""
 

@@ -19,6 +19,7 @@ from campaign_db.types import NulFreeStr, utcnow
 from optimizer import guardrails
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.lifecycle import parse_version_id
+from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["governance"])
 FrameKey = Annotated[str, Path(pattern=KEY_PATTERN)]
@@ -60,7 +61,12 @@ class FrameStatusOut(BaseModel):
     mode_reason: str
     mode_since: datetime | None
     health: dict[str, Any] | None
-    champion: str | None
+    champion: str | None = Field(description="The policy version the service serves.")
+    champion_alias_tampered: str | None = Field(
+        default=None,
+        description="Set when MLflow's `champion` alias was moved outside the service: the "
+        "version it points to, which does not serve.",
+    )
 
 
 class PolicyActionOut(BaseModel):
@@ -129,12 +135,7 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
             window=timedelta(days=services.settings.guardrail_window_days),
             mode=state.mode if state else "normal",
         ).to_dict()
-    champion = None
-    if services.source is not None:
-        try:
-            champion = services.source.serving_version(key)
-        except Exception:
-            champion = None
+    serving = serving_states(services.engine).get(key) if services.source is not None else None
     return FrameStatusOut(
         key=key,
         active_version=frame.version if frame else None,
@@ -142,7 +143,8 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
         mode_reason=state.reason if state else "",
         mode_since=state.changed_at if state else None,
         health=health,
-        champion=champion,
+        champion=serving.version if serving else None,
+        champion_alias_tampered=serving.tampered_alias if serving else None,
     )
 
 

@@ -6,11 +6,12 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from api.deps import ServicesDep
 from api.observability import metrics_payload
+from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["health"])
 
@@ -26,6 +27,11 @@ class Readiness(BaseModel):
     policies: dict[str, str]
     policy_reload_ok: bool
     registry: Literal["reachable", "unreachable", "disabled"]
+    tampered_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Policies whose MLflow `champion` alias was moved outside the service "
+        "(the alias's version); serving ignores such moves.",
+    )
 
 
 @router.get("/healthz", response_model=Alive)
@@ -51,8 +57,15 @@ def readyz(services: ServicesDep) -> JSONResponse:
     except Exception:
         catalog = False
     registry: Literal["reachable", "unreachable", "disabled"] = "disabled"
+    tampered: dict[str, str] = {}
     if services.source is not None:
         registry = "reachable" if services.registry_reachable() else "unreachable"
+        if database:
+            tampered = {
+                name: state.tampered_alias
+                for name, state in serving_states(services.engine).items()
+                if state.tampered_alias is not None
+            }
     ok = services.policies.last_refresh_ok
     status: Literal["ready", "degraded", "starting", "unavailable"] = "ready"
     if not (database and catalog):
@@ -68,6 +81,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         policies=services.policies.loaded(),
         policy_reload_ok=ok,
         registry=registry,
+        tampered_aliases=tampered,
     )
     ready = status in ("ready", "degraded")
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

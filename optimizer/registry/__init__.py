@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from optimizer.errors import UnavailableError
 from optimizer.policy import BanditPolicy
-from optimizer.serving import CatalogCache, StoredModel
+from optimizer.serving import StoredModel
 from optimizer.spec import PolicySpec
 
 log = logging.getLogger("campopt.registry")
@@ -289,37 +289,3 @@ def _not_found(exc: MlflowException) -> bool:
         "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
         or "not found" in str(exc).lower()
     )
-
-
-class RegistryPublisher:
-    """Learner checkpoints become versions of the policy's registered model and take `champion`."""
-
-    def __init__(
-        self, registry: PolicyRegistry, catalog: CatalogCache, *, keep_versions: int = 20
-    ) -> None:
-        self.registry = registry
-        self.catalog = catalog
-        self.keep_versions = keep_versions
-
-    def publish(self, policy: BanditPolicy, *, cursor: int, parent_version: str | None) -> str:
-        snapshot, lines = self.catalog.current()
-        frame = next((f for f in snapshot.frames if f.key == policy.name), None)
-        floor = policy.spec.floor_share(frame.spec.exploration) if frame else 0.05
-        action_lines = {sig: lines[action_id] for sig, action_id in snapshot.actions.items()}
-        version = self.registry.register(
-            policy,
-            action_lines=action_lines,
-            floor_share=floor,
-            source="online",
-            parent_version=parent_version,
-            tags={"cursor": str(cursor)},
-            alias=CHAMPION,
-        )
-        try:
-            self.registry.prune_online_versions(policy.name, keep=self.keep_versions)
-        except RegistryError as exc:  # the new version serves; pruning can wait for the next
-            log.warning("could not prune old checkpoint versions: %s", exc)
-        return version
-
-    def lineage(self, name: str) -> str | None:
-        return self.registry.serving_version(name)

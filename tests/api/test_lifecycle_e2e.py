@@ -31,7 +31,7 @@ from optimizer.decisions import DecisionRequest
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
-from optimizer.registry import CHAMPION
+from optimizer.publishing import make_serving
 from optimizer.serving import frame_policy_spec
 from optimizer.spec import PolicySpec
 
@@ -130,15 +130,24 @@ def register_bad_champion(services: Any) -> str:
     )
     frame = next(f for f in snapshot.frames if f.key == FRAME)
     policy = train_policies(flipped, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
-    return str(
-        services.source.register(
-            policy,
-            action_lines={s: lines[a] for s, a in snapshot.actions.items()},
-            floor_share=0.05,
-            source="test",
-            alias=CHAMPION,
-        )
+    cut_off = int(logs.sequences.max())
+    version = services.source.register(
+        policy,
+        action_lines={s: lines[a] for s, a in snapshot.actions.items()},
+        floor_share=0.05,
+        source="test",
+        tags={"cursor": str(cut_off)},
     )
+    make_serving(
+        services.engine,
+        services.source,
+        name=FRAME,
+        version=version,
+        cursor=cut_off,
+        source="promotion",
+        actor="test",
+    )
+    return str(version)
 
 
 def tighten_guardrails(engine: Any, folder: Path) -> list[str]:

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import Engine
+from sqlmodel import select
 
-from campaign_db.models import CustomerUpsert
+from campaign_db import learning, queries
+from campaign_db.engine import session_scope
+from campaign_db.models import CustomerUpsert, LearnerCheckpoint
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion, record_event
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
+from optimizer.publishing import (
+    ApprovedSource,
+    RegistryPublisher,
+    make_serving,
+    reconcile_aliases,
+    served_version,
+    serving_states,
+)
+from optimizer.registry import CHAMPION, PolicyRegistry
 from optimizer.rewards import finalize_due
-from optimizer.serving import CatalogCache, CheckpointSource, PolicyPool, frame_policy_spec
+from optimizer.serving import (
+    CatalogCache,
+    CheckpointSource,
+    PolicyPool,
+    ServedVersion,
+    frame_policy_spec,
+)
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
@@ -155,41 +177,195 @@ def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
     assert other.refresh() == []
 
 
-def test_a_promotion_is_followed_not_overwritten_by_the_next_checkpoint(
-    loaded_engine: Engine, tmp_path: Path
-) -> None:
-    from optimizer.registry import CHAMPION, PolicyRegistry, RegistryPublisher
+def learnable_count(engine: Engine, name: str, through: int) -> int:
+    """How many final rewards of the policy a model at cursor `through` must have learned."""
+    with session_scope(engine) as session:
+        return len(
+            learning.final_rewards_after(
+                session, cursor=0, limit=10**9, policy_name=name, through=through
+            )
+        )
 
+
+def registry_learner(
+    engine: Engine, tmp_path: Path
+) -> tuple[OnlineLearner, PolicyRegistry, CatalogCache]:
     registry = PolicyRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=tmp_path)
-    catalog = CatalogCache(loaded_engine)
+    catalog = CatalogCache(engine)
     learner = OnlineLearner(
-        loaded_engine, catalog, source=registry, publisher=RegistryPublisher(registry, catalog)
+        engine, catalog, source=registry, publisher=RegistryPublisher(engine, registry, catalog)
     )
-    make_decisions(loaded_engine, 20, seed=3)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
-    online = learner.checkpoint()["churn_prevention"]
+    return learner, registry, catalog
 
-    # meanwhile a manager promotes another version, and the learner goes on learning
+
+def register_untrained(registry: PolicyRegistry, catalog: CatalogCache) -> str:
+    """An offline candidate that learned nothing: its training cut-off is 0."""
     snapshot, lines = catalog.current()
     frame = next(f for f in snapshot.frames if f.key == "churn_prevention")
-    promoted = registry.register(
+    return registry.register(
         BanditPolicy(frame_policy_spec(frame), name="churn_prevention"),
         action_lines={s: lines[a] for s, a in snapshot.actions.items()},
         floor_share=0.05,
         source="offline",
-        alias=CHAMPION,
+        tags={"cursor": "0"},
+    )
+
+
+def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
+    loaded_engine: Engine, tmp_path: Path
+) -> None:
+    learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
+    make_decisions(loaded_engine, 20, seed=3)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+    online = learner.checkpoint()["churn_prevention"]
+    assert served_version(loaded_engine, "churn_prevention") == ServedVersion(
+        online, learner.cursor
+    )
+
+    # meanwhile a manager promotes a version trained on nothing, and the learner goes on
+    promoted = register_untrained(registry, catalog)
+    make_serving(
+        loaded_engine,
+        registry,
+        name="churn_prevention",
+        version=promoted,
+        cursor=0,
+        source="promotion",
+        actor="test",
     )
     make_decisions(loaded_engine, 20, seed=4)
     finalize_due(loaded_engine, now=START + timedelta(days=40))
     learner.run_until_caught_up()
 
-    assert learner.checkpoint() == {}
-    assert registry.serving_version("churn_prevention") == promoted != online
-    make_decisions(loaded_engine, 20, seed=5)
+    # the learner takes the promoted model over and replays every reward since its cut-off
+    after = learner.checkpoint()["churn_prevention"]
+    assert after not in (online, promoted)
+    assert registry.serving_version("churn_prevention") == after
+    assert registry.version_info("churn_prevention", after).tags["campopt.parent_version"] == (
+        promoted
+    )
+    lineage = learner.lineages["churn_prevention"]
+    assert lineage.policy.examples_learned == learnable_count(
+        loaded_engine, "churn_prevention", learner.cursor
+    )
+
+
+def test_a_publication_never_overwrites_a_promotion_made_meanwhile(
+    loaded_engine: Engine, tmp_path: Path
+) -> None:
+    learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
+    make_decisions(loaded_engine, 12, seed=6)
     finalize_due(loaded_engine, now=START + timedelta(days=40))
     learner.run_until_caught_up()
-    after = learner.checkpoint()["churn_prevention"]
-    assert registry.serving_version("churn_prevention") == after
-    info = registry.version_info("churn_prevention", after)
-    assert info.tags["campopt.parent_version"] == promoted
+    first = learner.checkpoint()["churn_prevention"]
+    make_decisions(loaded_engine, 12, seed=7)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+    promoted = register_untrained(registry, catalog)
+    learner.follow_promotions = lambda: []  # type: ignore[method-assign]  # promoted just after
+    make_serving(
+        loaded_engine,
+        registry,
+        name="churn_prevention",
+        version=promoted,
+        cursor=0,
+        source="promotion",
+        actor="test",
+    )
+
+    assert learner.checkpoint() == {}
+    assert served_version(loaded_engine, "churn_prevention") == ServedVersion(promoted, 0)
+    assert registry.serving_version("churn_prevention") == promoted != first
+
+
+def test_a_champion_alias_moved_outside_the_service_is_ignored_and_audited(
+    loaded_engine: Engine, tmp_path: Path
+) -> None:
+    learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
+    make_decisions(loaded_engine, 12, seed=8)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+    online = learner.checkpoint()["churn_prevention"]
+    rejected = register_untrained(registry, catalog)
+    registry.set_alias("churn_prevention", CHAMPION, rejected)  # someone, in the MLflow UI
+
+    states = reconcile_aliases(loaded_engine, registry)
+    assert [(s.serving, s.alias, s.tampered) for s in states] == [(online, rejected, True)]
+    assert ApprovedSource(loaded_engine, registry).serving_version("churn_prevention") == online
+    assert serving_states(loaded_engine)["churn_prevention"].tampered_alias == rejected
+    assert learner.follow_promotions() == []
+    reconcile_aliases(loaded_engine, registry)  # audited once per move, not at every look
+    with session_scope(loaded_engine) as session:
+        entries = queries.audit_entries(session, action="policy.alias_tampered")
+    assert [e.subject for e in entries] == [f"churn_prevention:{rejected}"]
+
+    # the service's next publication moves the alias back and the mark goes
+    make_decisions(loaded_engine, 12, seed=9)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+    again = learner.checkpoint()["churn_prevention"]
+    assert registry.serving_version("churn_prevention") == again
+    assert serving_states(loaded_engine)["churn_prevention"].tampered_alias is None
+
+
+def test_an_interrupted_alias_move_is_finished_not_taken_for_tampering(
+    loaded_engine: Engine, tmp_path: Path
+) -> None:
+    learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
+    make_decisions(loaded_engine, 12, seed=10)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+    online = learner.checkpoint()["churn_prevention"]
+    promoted = register_untrained(registry, catalog)
+    with session_scope(loaded_engine, write=True) as session:  # crashed before the alias moved
+        learning.record_serving(
+            session,
+            policy_name="churn_prevention",
+            version=promoted,
+            cursor=0,
+            source="promotion",
+            actor="test",
+            now=START,
+        )
+    assert registry.serving_version("churn_prevention") == online
+
+    states = reconcile_aliases(loaded_engine, registry)
+    assert [(s.serving, s.alias, s.tampered) for s in states] == [(promoted, promoted, False)]
+    assert registry.serving_version("churn_prevention") == promoted
+    with session_scope(loaded_engine) as session:
+        assert queries.audit_entries(session, action="policy.alias_tampered") == []
+
+
+def test_a_checkpoint_taken_during_a_learn_batch_saves_a_consistent_model(
+    loaded_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler runs learning and checkpoints as separate jobs, in separate threads."""
+    make_decisions(loaded_engine, 30, seed=11)
+    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    learner = learner_for(loaded_engine)
+    learn = BanditPolicy.learn
+    checkpoints: list[threading.Thread] = []
+
+    def checkpoint_meanwhile() -> None:
+        checkpoints.append(threading.Thread(target=learner.checkpoint))
+        checkpoints[-1].start()
+        time.sleep(0.3)  # the checkpoint runs while this learn call is under way
+
+    def learn_with_checkpoints(self: BanditPolicy, *args: Any, **kwargs: Any) -> None:
+        if self.examples_learned == 2:
+            checkpoint_meanwhile()
+        learn(self, *args, **kwargs)
+        if self.examples_learned == 5:
+            checkpoint_meanwhile()
+
+    monkeypatch.setattr(BanditPolicy, "learn", learn_with_checkpoints)
+    learner.step()
+    for thread in checkpoints:
+        thread.join()
+    with session_scope(loaded_engine) as session:
+        rows = list(session.exec(select(LearnerCheckpoint)).all())
+    assert len(checkpoints) == 2
+    assert rows
+    for row in rows:
+        assert row.examples_learned == learnable_count(loaded_engine, row.policy_name, row.cursor)
