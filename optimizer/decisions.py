@@ -61,6 +61,23 @@ CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 RequestId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 BlockKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 AttributeValue = str | int | float | bool | None
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_now(value: datetime | None) -> datetime | None:
+    """A caller's decision time must be a plausible instant: far-off years overflow the
+    history look-back and the send times, and no campaign runs in them."""
+    if value is None:
+        return None
+    problem = f"must lie between {EARLIEST_NOW:%Y-%m-%d} and {LATEST_NOW:%Y-%m-%d} (UTC)"
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(problem) from None
+    if not EARLIEST_NOW <= utc < LATEST_NOW:
+        raise ValueError(problem)
+    return value
 
 
 class DecisionRequest(BaseModel):
@@ -83,7 +100,9 @@ class DecisionRequest(BaseModel):
         max_length=32,
         description="values for {placeholders} in texts; used to render, never stored",
     )
-    now: AwareDatetime | None = Field(default=None, description="decision time (default: now)")
+    now: Annotated[AwareDatetime | None, AfterValidator(check_now)] = Field(
+        default=None, description="decision time (default: now)"
+    )
 
 
 class OfferAnswer(BaseModel):
@@ -378,7 +397,17 @@ class DecisionService:
 
     def _process(self, batch: list[_Pending]) -> None:
         snapshot, lines = self.catalog.current()
-        since = min(item.now for item in batch) - max_lookback(snapshot)
+        lookback = max_lookback(snapshot)
+        starts: list[datetime] = []
+        for item in batch:  # one request's time must not break the others' batch
+            try:
+                starts.append(item.now - lookback)
+            except Exception as exc:
+                item.future.set_exception(exc)
+        batch = [item for item in batch if not item.future.done()]
+        if not batch:
+            return
+        since = min(starts)
         customer_ids = [item.request.customer_id for item in batch]
         with self.store.transaction(write=False) as cursor:
             states = cursor.read_customers(customer_ids, since, lock=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -196,6 +197,9 @@ BAD_REQUESTS = [
     ("malformed_request_id", {"request_id": ""}, 422, "request_id"),
     ("wrong_type", {"channels": "email"}, 422, "channels"),
     ("now_without_time_zone", {"now": "2026-11-23T10:15:00"}, 422, "now"),
+    ("now_in_year_1", {"now": "0001-01-01T00:00:00Z"}, 422, "now"),
+    ("now_in_year_9999", {"now": "9999-12-31T23:59:59Z"}, 422, "now"),
+    ("now_past_year_9999_in_utc", {"now": "9999-12-31T23:00:00-05:00"}, 422, "now"),
     ("unknown_field", {"colour": "blue"}, 422, "colour"),
     ("unknown_customer", {"customer_id": "nobody"}, 404, "customer_id"),
     ("no_channels", {"channels": []}, 422, "channels"),
@@ -256,3 +260,24 @@ def test_bad_customer_profiles_are_refused(client: TestClient) -> None:
     add_customer(client, "x2", consents=[])
     response = client.put("/v1/customers/x2/consents/fax", json={"granted": True})
     assert response.status_code == 404
+
+
+def test_out_of_range_now_fails_only_its_own_request_among_concurrent_ones(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customers = [not_in_holdout(f"batch-{n}-") for n in range(8)]
+    for customer in customers:
+        add_customer(client, customer)
+    bad_times = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+    jobs = [(f"good-{i}", customers[i % len(customers)], NOW) for i in range(60)]
+    jobs += [(f"bad-{i}", customers[i % len(customers)], bad_times[i % 2]) for i in range(8)]
+    jobs = jobs[::2] + jobs[1::2]  # bad ones spread among the good ones
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda job: decide(client, job[0], job[1], now=job[2]), jobs))
+    for (request_id, _, _), response in zip(jobs, responses, strict=True):
+        if request_id.startswith("good-"):
+            assert response.status_code == 200, response.text
+        else:
+            assert response.status_code == 422, response.text
+            assert response.json()["problems"][0]["field"] == "now"
+    assert count(loaded_engine, DecisionLog) == 60
