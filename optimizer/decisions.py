@@ -332,25 +332,45 @@ class DecisionService:
 
     # --- the public API ---------------------------------------------------------------------
 
-    def decide(self, request: DecisionRequest) -> DecisionAnswer:
+    def decide(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> DecisionAnswer:
         """Decide, reserve and log; returns after the commit. A reused request id gets its old
         answer."""
-        return self.submit(request).result(timeout=self.timeout_seconds)
+        return self.submit(request, max_skew=max_skew).result(timeout=self.timeout_seconds)
 
-    async def decide_async(self, request: DecisionRequest) -> DecisionAnswer:
-        future = asyncio.wrap_future(self.submit(request))
+    async def decide_async(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> DecisionAnswer:
+        future = asyncio.wrap_future(self.submit(request, max_skew=max_skew))
         return await asyncio.wait_for(future, timeout=self.timeout_seconds)
 
-    def submit(self, request: DecisionRequest) -> Future[DecisionAnswer]:
-        """Queue a decision for the writer; bad triggers and channels fail at once."""
+    def submit(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> Future[DecisionAnswer]:
+        """Queue a decision for the writer; bad triggers, channels and times fail at once.
+
+        `max_skew` bounds how far the request's `now` may be from this service's clock: a
+        caller that could pick any time could backdate contacts past the contact policy's caps.
+        None trusts the caller's time (simulations, in-process jobs).
+        """
         snapshot, _ = self.catalog.current()
         if request.trigger not in snapshot.triggers:
             raise InvalidInputError("trigger", f"unknown trigger {request.trigger!r}")
         for i, channel in enumerate(request.channels):
             if channel not in snapshot.channels:
                 raise InvalidInputError(f"channels[{i}]", f"unknown channel {channel!r}")
+        now = self.clock().astimezone(UTC)
+        if request.now is not None:
+            offset = (request.now - now).total_seconds()
+            if max_skew is not None and abs(offset) > max_skew.total_seconds():
+                raise InvalidInputError(
+                    "now",
+                    f"{offset:+.0f} s from the server clock; without the simulate scope it may "
+                    f"differ by at most {max_skew.total_seconds():.0f} s (or leave it out)",
+                )
+            now = request.now.astimezone(UTC)
         future: Future[DecisionAnswer] = Future()
-        now = (request.now or self.clock()).astimezone(UTC)
         self._ensure_writer()
         self._queue.put(_Pending(request=request, now=now, future=future))
         return future

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -281,3 +282,62 @@ def test_out_of_range_now_fails_only_its_own_request_among_concurrent_ones(
             assert response.status_code == 422, response.text
             assert response.json()["problems"][0]["field"] == "now"
     assert count(loaded_engine, DecisionLog) == 60
+
+
+def _key_client(client: TestClient, engine: Engine, scopes: list[str]) -> TestClient:
+    from api.auth import create_key
+
+    key = create_key(engine, name="-".join(scopes), scopes=scopes, actor="tests")[1]
+    client.headers["Authorization"] = f"Bearer {key}"
+    return client
+
+
+def test_a_decide_key_cannot_backdate_now_to_escape_the_caps(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("backdater-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide"])
+    server = datetime.now(UTC)
+    for days in range(1, 6):
+        for sign in (-1, 1):
+            response = decide(
+                client,
+                f"shifted-{sign}-{days}",
+                customer,
+                now=(server + sign * timedelta(days=days)).isoformat(),
+            )
+            assert response.status_code == 422, response.text
+            problem = response.json()["problems"][0]
+            assert problem["field"] == "now"
+            assert "simulate" in problem["message"]
+    assert count(loaded_engine, ContactHistory) == 0
+    assert count(loaded_engine, DecisionLog) == 0
+
+
+def test_a_decide_key_may_pass_a_now_within_the_skew_or_none(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("punctual-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide"])
+    close = (datetime.now(UTC) - timedelta(seconds=60)).isoformat()
+    assert decide(client, "close", customer, now=close).status_code == 200
+    body = {
+        "request_id": "no-now",
+        "customer_id": customer,
+        "trigger": "health_c_to_d",
+        "channels": CHANNELS,
+    }
+    assert client.post("/v1/decisions", json=body).status_code == 200
+
+
+def test_a_simulate_key_may_decide_at_another_time(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("simulated-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide", "simulate"])
+    response = decide(client, "simulated", customer, now="2026-02-02T10:00:00+01:00")
+    assert response.status_code == 200, response.text
+    assert response.json()["decided_at"].startswith("2026-02-02T09:00:00")
