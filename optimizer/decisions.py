@@ -1,13 +1,15 @@
 """The decision: eligibility → candidates → policy → reserve the contact and log, in one commit.
 
 Reserving the contact and writing the decision log happen in one transaction that holds the
-customer's lock, committed before the answer goes out. A repeated `request_id` returns the stored
-answer and reserves nothing.
+customer's lock, committed before the answer goes out. A repeated `request_id` with the same body
+returns the stored answer and reserves nothing; with another body it is a conflict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import queue
 import re
@@ -103,6 +105,24 @@ class DecisionRequest(BaseModel):
     now: Annotated[AwareDatetime | None, AfterValidator(check_now)] = Field(
         default=None, description="decision time (default: now)"
     )
+
+
+def request_digest(request: DecisionRequest) -> dict[str, str]:
+    """Per field that shapes the decision, a short SHA-256 of its canonical JSON: a retry must
+    repeat the body, and a digest names what differs without storing the request's context.
+    `personalisation` only renders the answer and is left out; `now` counts as an instant."""
+    fields: dict[str, Any] = {
+        "trigger": request.trigger,
+        "channels": sorted(set(request.channels)),
+        "context": request.context,
+        "now": None if request.now is None else request.now.astimezone(UTC).isoformat(),
+    }
+    return {
+        name: hashlib.sha256(
+            json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()[:16]
+        for name, value in fields.items()
+    }
 
 
 class OfferAnswer(BaseModel):
@@ -482,6 +502,7 @@ class DecisionService:
             for item in todo:
                 assert item.plan is not None
                 request = item.request
+                item.duplicate = False
                 if request.request_id in logged:
                     item.duplicate = True
                     continue
@@ -513,14 +534,22 @@ class DecisionService:
             cursor.insert_rewards(rewards)
 
     def _stored(self, request: DecisionRequest) -> DecisionAnswer:
+        """The answer logged for a repeated request id, if the request is the same one."""
         with self.store.transaction(write=False) as cursor:
             stored = cursor.stored_answer(request.request_id)
         if stored is None:  # pragma: no cover - the unique constraint just said it exists
             raise ConflictError("request_id", "conflicting concurrent request")
-        customer_id, answer = stored
-        if customer_id != request.customer_id:
-            raise ConflictError("request_id", "already used for a decision about another customer")
-        return DecisionAnswer.model_validate(answer)
+        differ = [] if stored.customer_id == request.customer_id else ["customer_id"]
+        if stored.digest is not None:
+            digest = request_digest(request)
+            differ += [name for name, value in digest.items() if stored.digest.get(name) != value]
+        if differ:
+            raise ConflictError(
+                "request_id",
+                f"already used for a different request ({', '.join(differ)} differ); "
+                "a new request needs a new request_id",
+            )
+        return DecisionAnswer.model_validate(stored.answer)
 
     # --- planning: pure but for the caches ---------------------------------------------------
 
@@ -550,6 +579,7 @@ class DecisionService:
             "trigger_key": request.trigger,
             "catalog_revision": snapshot.revision,
             "seed": 0,
+            "request_digest": request_digest(request),
         }
 
         def done(

@@ -25,8 +25,9 @@ async def decide(key: DecideKey, request: DecisionRequest, services: ServicesDep
     """Choose what to send this customer now, inside the approved frame for the trigger.
 
     The decision is logged and the contact reserved before this answers; the same `request_id`
-    returns the same answer and reserves nothing more. A `now` further from the server clock
-    than `CAMPOPT_DECISION_CLOCK_SKEW_SECONDS` needs the `simulate` scope.
+    with the same body returns the same answer and reserves nothing more (another body: 409).
+    A `now` further from the server clock than `CAMPOPT_DECISION_CLOCK_SKEW_SECONDS` needs the
+    `simulate` scope.
     """
     skew = None if key.allows("simulate") else services.settings.decision_clock_skew
     answer = await services.decisions.decide_async(request, max_skew=skew)

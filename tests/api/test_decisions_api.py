@@ -130,6 +130,50 @@ def test_reusing_a_request_id_for_another_customer_is_a_conflict(client: TestCli
     assert response.json()["problems"][0]["field"] == "request_id"
 
 
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"channels": ["email"]}, "channels"),
+        ({"trigger": "cancellation_requested"}, "trigger"),
+        ({"context": {"segment": "family"}}, "context"),
+        ({"now": "2026-11-23T10:16:00+01:00"}, "now"),
+    ],
+)
+def test_reusing_a_request_id_with_a_different_body_is_a_conflict_naming_what_differs(
+    client: TestClient, loaded_engine: Engine, change: dict[str, Any], differs: str
+) -> None:
+    customer = not_in_holdout("reuser-")
+    add_customer(client, customer)
+    first = decide(client, "req-reused", customer)
+    assert first.status_code == 200, first.text
+    response = decide(client, "req-reused", customer, **change)
+    assert response.status_code == 409, response.text
+    problem = response.json()["problems"][0]
+    assert problem["field"] == "request_id"
+    assert differs in problem["message"]
+    assert count(loaded_engine, DecisionLog) == 1
+
+
+def test_a_retry_that_only_spells_the_body_differently_gets_the_stored_answer(
+    client: TestClient,
+) -> None:
+    customer = not_in_holdout("retrier-")
+    add_customer(client, customer)
+    first = decide(client, "req-retried", customer, context={"a": 1, "b": "x"})
+    assert first.status_code == 200, first.text
+    again = decide(
+        client,
+        "req-retried",
+        customer,
+        channels=list(reversed(CHANNELS)),
+        context={"b": "x", "a": 1},
+        now="2026-11-23T09:15:00Z",
+        personalisation={"first_name": "Ada"},
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["decision_id"] == first.json()["decision_id"]
+
+
 def test_logged_decision_explains_itself(client: TestClient) -> None:
     customer = not_in_holdout("erin-")
     add_customer(client, customer, consents=["email"])

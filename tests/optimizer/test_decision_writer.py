@@ -18,6 +18,7 @@ from optimizer import customers
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService, Plan
 from optimizer.eligibility import in_holdout
+from optimizer.errors import ConflictError
 from optimizer.serving import CatalogCache, PolicyPool
 
 NOW = datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
@@ -205,3 +206,56 @@ def test_a_batch_whose_every_write_fails_leaves_the_database_as_it_was(
     contacts, rewards = _contacts_and_rewards(loaded_engine)
     assert {c.decision_id for c in contacts} <= {logged["gate"].id}
     assert {r.decision_id for r in rewards} <= {logged["gate"].id}
+
+
+def test_a_request_id_reused_with_another_body_in_the_same_batch_is_a_conflict(
+    gated: GatedService, loaded_engine: Engine
+) -> None:
+    ids = _customer_ids("same-batch-", 2)
+    _add_customers(loaded_engine, ids)
+    requests = [
+        _request("twice", ids[1], channels=["email"]),
+        _request("twice", ids[1], channels=["sms"]),
+        _request("twice", ids[1], channels=["email"]),
+    ]
+    first, other, repeat = _outcomes(gated.batch(requests, gate_customer=ids[0]))
+    assert isinstance(first, DecisionAnswer)
+    assert isinstance(other, ConflictError)
+    assert other.field == "request_id"
+    assert "channels" in other.message
+    assert repeat == first
+    assert len([r for r in _logged(loaded_engine) if r == "twice"]) == 1
+
+
+def test_two_writers_given_one_request_id_with_different_bodies_answer_once_and_conflict_once(
+    loaded_engine: Engine,
+) -> None:
+    """Two processes' writers (here two services on one database) race for each request id."""
+    ids = _customer_ids("race-", 4)
+    _add_customers(loaded_engine, ids)
+    writers = [
+        DecisionService(loaded_engine, catalog=CatalogCache(loaded_engine), policies=PolicyPool())
+        for _ in range(2)
+    ]
+    try:
+        rounds = []
+        for n in range(30):
+            request_id = f"race-{n}"
+            if n % 2:  # another customer
+                bodies = [_request(request_id, ids[0]), _request(request_id, ids[1 + n % 3])]
+            else:  # the same customer, other channels
+                bodies = [
+                    _request(request_id, ids[n % 4], channels=["email"]),
+                    _request(request_id, ids[n % 4], channels=["sms", "email"]),
+                ]
+            rounds.append([w.submit(b) for w, b in zip(writers, bodies, strict=True)])
+        for futures in rounds:
+            outcomes = _outcomes(futures)
+            answers = [o for o in outcomes if isinstance(o, DecisionAnswer)]
+            conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
+            assert (len(answers), len(conflicts)) == (1, 1), outcomes
+            assert conflicts[0].field == "request_id"
+    finally:
+        for writer in writers:
+            writer.close()
+    assert len(_logged(loaded_engine)) == 30
