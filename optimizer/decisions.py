@@ -466,16 +466,16 @@ class DecisionService:
             return
         try:
             self._write(todo, since, snapshot, lines)
-        except Exception:
+        except Exception as exc:
             if len(todo) == 1:
-                raise
-            log.warning("decision batch of %d failed; writing one by one", len(todo))
-            for item in todo:
-                try:
-                    self._write([item], since, snapshot, lines)
-                except Exception as exc:
-                    item.future.set_exception(exc)
-                    item.plan = None
+                self._settle_failed(todo[0], exc)
+            else:
+                log.warning("decision batch of %d failed; writing one by one", len(todo))
+                for item in todo:
+                    try:
+                        self._write([item], since, snapshot, lines)
+                    except Exception as one:
+                        self._settle_failed(item, one)
         for item in todo:
             if item.future.done():
                 continue
@@ -486,6 +486,23 @@ class DecisionService:
                     item.future.set_exception(exc)
             elif item.plan is not None:
                 item.future.set_result(item.plan.answer)
+
+    def _settle_failed(self, item: _Pending, exc: Exception) -> None:
+        """A request whose write failed because another writer (another process) logged the same
+        request id meanwhile is a repeat and gets that answer or a conflict; else it fails."""
+        if item.future.done():
+            return
+        try:
+            with self.store.transaction(write=False) as cursor:
+                logged = cursor.logged_requests([item.request.request_id])
+        except Exception:
+            logged = {}
+        if logged:
+            item.duplicate = True
+            return
+        log.error("decision %s failed", item.request.request_id, exc_info=exc)
+        item.future.set_exception(exc)
+        item.plan = None
 
     def _write(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from campaign_db.engine import session_scope
+from campaign_db.hotpath import DecisionCursor
 from campaign_db.models import ContactHistory, CustomerUpsert, DecisionLog, Reward
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
@@ -259,3 +260,40 @@ def test_two_writers_given_one_request_id_with_different_bodies_answer_once_and_
         for writer in writers:
             writer.close()
     assert len(_logged(loaded_engine)) == 30
+
+
+def test_a_request_id_another_writer_logs_while_this_one_writes_is_a_conflict_not_an_error(
+    loaded_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process logs the same request id after this writer checked for it and before it
+    inserts: the insert breaks the unique constraint, and the answer is still a 409."""
+    if loaded_engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's write transaction excludes every other writer")
+    ids = _customer_ids("interleaved-", 2)
+    _add_customers(loaded_engine, ids)
+    this, other = (
+        DecisionService(loaded_engine, catalog=CatalogCache(loaded_engine), policies=PolicyPool())
+        for _ in range(2)
+    )
+    checked = DecisionCursor.logged_requests
+    interleaved: list[DecisionAnswer] = []
+
+    def check_then_let_the_other_writer_commit(
+        cursor: DecisionCursor, request_ids: Iterable[str]
+    ) -> dict[str, str]:
+        logged = checked(cursor, request_ids)
+        if cursor.store is this.store and not interleaved:
+            interleaved.append(other.decide(_request("contested", ids[1])))
+        return logged
+
+    monkeypatch.setattr(DecisionCursor, "logged_requests", check_then_let_the_other_writer_commit)
+    try:
+        with pytest.raises(ConflictError) as conflict:
+            this.decide(_request("contested", ids[0]))
+    finally:
+        this.close()
+        other.close()
+    assert conflict.value.field == "request_id"
+    assert "customer_id" in conflict.value.message
+    assert interleaved
+    assert _logged(loaded_engine)["contested"].customer_id == ids[1]
