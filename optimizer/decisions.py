@@ -108,14 +108,17 @@ class DecisionRequest(BaseModel):
 
 
 def request_digest(request: DecisionRequest) -> dict[str, str]:
-    """Per field that shapes the decision, a short SHA-256 of its canonical JSON: a retry must
-    repeat the body, and a digest names what differs without storing the request's context.
-    `personalisation` only renders the answer and is left out; `now` counts as an instant."""
+    """Per field that says what is asked, a short SHA-256 of its canonical JSON: a retry must
+    ask the same, and a digest names what differs without storing the request's context.
+
+    `personalisation` only renders the answer. `now` is when it is asked, and a retry is asked
+    later: a client that stamps each attempt, or a sweeper that runs again, must get the stored
+    answer (whose `decided_at` says when it was decided), not a conflict.
+    """
     fields: dict[str, Any] = {
         "trigger": request.trigger,
         "channels": sorted(set(request.channels)),
         "context": request.context,
-        "now": None if request.now is None else request.now.astimezone(UTC).isoformat(),
     }
     return {
         name: hashlib.sha256(
@@ -559,7 +562,11 @@ class DecisionService:
         differ = [] if stored.customer_id == request.customer_id else ["customer_id"]
         if stored.digest is not None:
             digest = request_digest(request)
-            differ += [name for name, value in digest.items() if stored.digest.get(name) != value]
+            differ += [
+                name
+                for name, value in digest.items()
+                if name in stored.digest and stored.digest[name] != value
+            ]
         if differ:
             raise ConflictError(
                 "request_id",

@@ -136,7 +136,6 @@ def test_reusing_a_request_id_for_another_customer_is_a_conflict(client: TestCli
         ({"channels": ["email"]}, "channels"),
         ({"trigger": "cancellation_requested"}, "trigger"),
         ({"context": {"segment": "family"}}, "context"),
-        ({"now": "2026-11-23T10:16:00+01:00"}, "now"),
     ],
 )
 def test_reusing_a_request_id_with_a_different_body_is_a_conflict_naming_what_differs(
@@ -154,7 +153,7 @@ def test_reusing_a_request_id_with_a_different_body_is_a_conflict_naming_what_di
     assert count(loaded_engine, DecisionLog) == 1
 
 
-def test_a_retry_that_only_spells_the_body_differently_gets_the_stored_answer(
+def test_a_retry_later_or_spelling_the_body_differently_gets_the_stored_answer(
     client: TestClient,
 ) -> None:
     customer = not_in_holdout("retrier-")
@@ -167,7 +166,7 @@ def test_a_retry_that_only_spells_the_body_differently_gets_the_stored_answer(
         customer,
         channels=list(reversed(CHANNELS)),
         context={"b": "x", "a": 1},
-        now="2026-11-23T09:15:00Z",
+        now="2026-11-23T09:20:00Z",
         personalisation={"first_name": "Ada"},
     )
     assert again.status_code == 200, again.text
