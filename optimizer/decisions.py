@@ -103,7 +103,9 @@ class DecisionRequest(BaseModel):
         description="values for {placeholders} in texts; used to render, never stored",
     )
     now: Annotated[AwareDatetime | None, AfterValidator(check_now)] = Field(
-        default=None, description="decision time (default: now)"
+        default=None,
+        description="decision time (default: the server clock); further than the allowed skew "
+        "from the server clock only with the simulate scope",
     )
 
 
