@@ -1,9 +1,10 @@
 """API keys with scopes. Keys are random tokens; only their SHA-256 is stored (a fast hash is
 enough for 256 bits of entropy — it is passwords that need slow hashes).
 
-Scopes: `decide` (ask for decisions, drain the outbox), `feedback` (events, conversions, rewards,
-usage, customer profiles and consents), `read_logs` (decision records, audit, frame status),
-`approve` (frames and policies), `admin` (everything, keys and erasure). Verified keys are
+Scopes: `decide` (ask for decisions, drain the outbox), `simulate` (a decision's `now` may be any
+time, not only close to the server clock), `feedback` (events, conversions, rewards, usage,
+customer profiles and consents), `read_logs` (decision records, audit, frame status), `approve`
+(frames and policies), `admin` (everything, keys and erasure). Verified keys are
 cached for a few seconds, so a revocation takes effect within that time on every replica.
 """
 
@@ -24,7 +25,7 @@ from campaign_db import queries
 from campaign_db.engine import session_scope
 from campaign_db.types import utcnow
 
-SCOPES = ("decide", "feedback", "read_logs", "approve", "admin")
+SCOPES = ("decide", "simulate", "feedback", "read_logs", "approve", "admin")
 KEY_PREFIX = "co_"
 
 

@@ -535,7 +535,9 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="who or what uses the key")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", help="decide, feedback, read_logs, approve or admin (repeat)"),
+        typer.Option(
+            "--scope", help="decide, simulate, feedback, read_logs, approve or admin (repeat)"
+        ),
     ],
     actor: Annotated[str, typer.Option(help="who creates it (audit log)")] = "cli",
     database_url: DatabaseOption = None,

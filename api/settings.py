@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     )
     catalog_path: Path = Field(default=EXAMPLE_CATALOG)
     max_body_bytes: int = Field(default=64 * 1024, description="larger request bodies get 413")
+    decision_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="how far a decision's `now` may be from the server clock without the "
+        "simulate scope",
+    )
     catalog_check_seconds: float = Field(default=2.0, description="how often to look for changes")
     policy_reload_seconds: float = Field(default=30.0, description="how often to look for models")
     migrate_on_start: bool = Field(default=True, description="apply migrations at start-up")
@@ -69,6 +76,10 @@ class Settings(BaseSettings):
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.mlflow_tracking_uri = f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
         return self
+
+    @property
+    def decision_clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.decision_clock_skew_seconds)
 
     @property
     def artifact_root(self) -> Path:

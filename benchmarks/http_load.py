@@ -324,7 +324,7 @@ def run(
         customers = LANES * span + 20_000
         prepare_database(url, customers)
         engine = create_engine_from_url(url)
-        key = create_key(engine, name="bench", scopes=["decide"], actor="bench")[1]
+        key = create_key(engine, name="bench", scopes=["decide", "simulate"], actor="bench")[1]
         engine.dispose()
         tracking = f"sqlite:///{folder / 'mlflow.db'}"
         register_champion(url, tracking, folder / "mlartifacts")

@@ -57,9 +57,10 @@ DECISION_COLUMNS = (
     "send_at",
     "eligibility_trace",
     "response",
+    "request_digest",
 )
 REWARD_COLUMNS = ("decision_id", "status", "window_closes_at", "conversions", "sent")
-_JSON = {"context", "eligibility_trace", "response"}
+_JSON = {"context", "eligibility_trace", "response", "request_digest"}
 _TIMES = {"created_at", "send_at", "window_closes_at"}
 _UUIDS = {"id", "decision_id"}
 
@@ -89,6 +90,16 @@ class CustomerRecord:
 
     def with_contact(self, contact: Contact) -> CustomerRecord:
         return CustomerRecord(self.row, self.consents, (*self.history, contact))
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """What a reused request id is checked against; `digest` is None for rows logged before
+    digests were."""
+
+    customer_id: str
+    answer: dict[str, Any]
+    digest: dict[str, str] | None
 
 
 class DecisionStore:
@@ -208,16 +219,18 @@ class DecisionCursor:
         )
         return dict(self.cursor.fetchall())
 
-    def stored_answer(self, request_id: str) -> tuple[str, dict[str, Any]] | None:
+    def stored_answer(self, request_id: str) -> StoredRequest | None:
+        """The logged decision of `request_id`: its customer, answer and request digest."""
         self.cursor.execute(
-            f"SELECT customer_id, response FROM decision_log WHERE request_id = {self.store.mark}",
+            "SELECT customer_id, response, request_digest FROM decision_log "
+            f"WHERE request_id = {self.store.mark}",
             (request_id,),
         )
         row = self.cursor.fetchone()
         if row is None:
             return None
-        answer = json.loads(row[1]) if isinstance(row[1], str) else row[1]
-        return row[0], answer
+        answer, digest = (json.loads(v) if isinstance(v, str) else v for v in row[1:])
+        return StoredRequest(customer_id=row[0], answer=answer, digest=digest)
 
     def insert_contacts(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

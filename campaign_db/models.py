@@ -382,6 +382,9 @@ class DecisionLog(SQLModel, table=True):
     send_at: datetime | None = _utc_optional()
     eligibility_trace: dict[str, Any] | None = _json_optional()
     response: dict[str, Any] = _json_dict()
+    request_digest: dict[str, str] | None = _json_optional()
+    """Per request field, a digest of what the caller sent: a reused `request_id` with another
+    body is a conflict. Digests, not values: the request's context is otherwise not stored."""
 
 
 class DeliveryEvent(SQLModel, table=True):

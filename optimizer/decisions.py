@@ -1,13 +1,15 @@
 """The decision: eligibility → candidates → policy → reserve the contact and log, in one commit.
 
 Reserving the contact and writing the decision log happen in one transaction that holds the
-customer's lock, committed before the answer goes out. A repeated `request_id` returns the stored
-answer and reserves nothing.
+customer's lock, committed before the answer goes out. A repeated `request_id` with the same body
+returns the stored answer and reserves nothing; with another body it is a conflict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import queue
 import re
@@ -61,6 +63,23 @@ CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 RequestId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 BlockKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 AttributeValue = str | int | float | bool | None
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_now(value: datetime | None) -> datetime | None:
+    """A caller's decision time must be a plausible instant: far-off years overflow the
+    history look-back and the send times, and no campaign runs in them."""
+    if value is None:
+        return None
+    problem = f"must lie between {EARLIEST_NOW:%Y-%m-%d} and {LATEST_NOW:%Y-%m-%d} (UTC)"
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(problem) from None
+    if not EARLIEST_NOW <= utc < LATEST_NOW:
+        raise ValueError(problem)
+    return value
 
 
 class DecisionRequest(BaseModel):
@@ -83,7 +102,32 @@ class DecisionRequest(BaseModel):
         max_length=32,
         description="values for {placeholders} in texts; used to render, never stored",
     )
-    now: AwareDatetime | None = Field(default=None, description="decision time (default: now)")
+    now: Annotated[AwareDatetime | None, AfterValidator(check_now)] = Field(
+        default=None,
+        description="decision time (default: the server clock); further than the allowed skew "
+        "from the server clock only with the simulate scope",
+    )
+
+
+def request_digest(request: DecisionRequest) -> dict[str, str]:
+    """Per field that says what is asked, a short SHA-256 of its canonical JSON: a retry must
+    ask the same, and a digest names what differs without storing the request's context.
+
+    `personalisation` only renders the answer. `now` is when it is asked, and a retry is asked
+    later: a client that stamps each attempt, or a sweeper that runs again, must get the stored
+    answer (whose `decided_at` says when it was decided), not a conflict.
+    """
+    fields: dict[str, Any] = {
+        "trigger": request.trigger,
+        "channels": sorted(set(request.channels)),
+        "context": request.context,
+    }
+    return {
+        name: hashlib.sha256(
+            json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()[:16]
+        for name, value in fields.items()
+    }
 
 
 class OfferAnswer(BaseModel):
@@ -313,25 +357,45 @@ class DecisionService:
 
     # --- the public API ---------------------------------------------------------------------
 
-    def decide(self, request: DecisionRequest) -> DecisionAnswer:
+    def decide(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> DecisionAnswer:
         """Decide, reserve and log; returns after the commit. A reused request id gets its old
         answer."""
-        return self.submit(request).result(timeout=self.timeout_seconds)
+        return self.submit(request, max_skew=max_skew).result(timeout=self.timeout_seconds)
 
-    async def decide_async(self, request: DecisionRequest) -> DecisionAnswer:
-        future = asyncio.wrap_future(self.submit(request))
+    async def decide_async(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> DecisionAnswer:
+        future = asyncio.wrap_future(self.submit(request, max_skew=max_skew))
         return await asyncio.wait_for(future, timeout=self.timeout_seconds)
 
-    def submit(self, request: DecisionRequest) -> Future[DecisionAnswer]:
-        """Queue a decision for the writer; bad triggers and channels fail at once."""
+    def submit(
+        self, request: DecisionRequest, *, max_skew: timedelta | None = None
+    ) -> Future[DecisionAnswer]:
+        """Queue a decision for the writer; bad triggers, channels and times fail at once.
+
+        `max_skew` bounds how far the request's `now` may be from this service's clock: a
+        caller that could pick any time could backdate contacts past the contact policy's caps.
+        None trusts the caller's time (simulations, in-process jobs).
+        """
         snapshot, _ = self.catalog.current()
         if request.trigger not in snapshot.triggers:
             raise InvalidInputError("trigger", f"unknown trigger {request.trigger!r}")
         for i, channel in enumerate(request.channels):
             if channel not in snapshot.channels:
                 raise InvalidInputError(f"channels[{i}]", f"unknown channel {channel!r}")
+        now = self.clock().astimezone(UTC)
+        if request.now is not None:
+            offset = (request.now - now).total_seconds()
+            if max_skew is not None and abs(offset) > max_skew.total_seconds():
+                raise InvalidInputError(
+                    "now",
+                    f"{offset:+.0f} s from the server clock; without the simulate scope it may "
+                    f"differ by at most {max_skew.total_seconds():.0f} s (or leave it out)",
+                )
+            now = request.now.astimezone(UTC)
         future: Future[DecisionAnswer] = Future()
-        now = (request.now or self.clock()).astimezone(UTC)
         self._ensure_writer()
         self._queue.put(_Pending(request=request, now=now, future=future))
         return future
@@ -378,7 +442,17 @@ class DecisionService:
 
     def _process(self, batch: list[_Pending]) -> None:
         snapshot, lines = self.catalog.current()
-        since = min(item.now for item in batch) - max_lookback(snapshot)
+        lookback = max_lookback(snapshot)
+        starts: list[datetime] = []
+        for item in batch:  # one request's time must not break the others' batch
+            try:
+                starts.append(item.now - lookback)
+            except Exception as exc:
+                item.future.set_exception(exc)
+        batch = [item for item in batch if not item.future.done()]
+        if not batch:
+            return
+        since = min(starts)
         customer_ids = [item.request.customer_id for item in batch]
         with self.store.transaction(write=False) as cursor:
             states = cursor.read_customers(customer_ids, since, lock=False)
@@ -397,16 +471,16 @@ class DecisionService:
             return
         try:
             self._write(todo, since, snapshot, lines)
-        except Exception:
+        except Exception as exc:
             if len(todo) == 1:
-                raise
-            log.warning("decision batch of %d failed; writing one by one", len(todo))
-            for item in todo:
-                try:
-                    self._write([item], since, snapshot, lines)
-                except Exception as exc:
-                    item.future.set_exception(exc)
-                    item.plan = None
+                self._settle_failed(todo[0], exc)
+            else:
+                log.warning("decision batch of %d failed; writing one by one", len(todo))
+                for item in todo:
+                    try:
+                        self._write([item], since, snapshot, lines)
+                    except Exception as one:
+                        self._settle_failed(item, one)
         for item in todo:
             if item.future.done():
                 continue
@@ -417,6 +491,23 @@ class DecisionService:
                     item.future.set_exception(exc)
             elif item.plan is not None:
                 item.future.set_result(item.plan.answer)
+
+    def _settle_failed(self, item: _Pending, exc: Exception) -> None:
+        """A request whose write failed because another writer (another process) logged the same
+        request id meanwhile is a repeat and gets that answer or a conflict; else it fails."""
+        if item.future.done():
+            return
+        try:
+            with self.store.transaction(write=False) as cursor:
+                logged = cursor.logged_requests([item.request.request_id])
+        except Exception:
+            logged = {}
+        if logged:
+            item.duplicate = True
+            return
+        log.error("decision %s failed", item.request.request_id, exc_info=exc)
+        item.future.set_exception(exc)
+        item.plan = None
 
     def _write(
         self,
@@ -433,6 +524,7 @@ class DecisionService:
             for item in todo:
                 assert item.plan is not None
                 request = item.request
+                item.duplicate = False
                 if request.request_id in logged:
                     item.duplicate = True
                     continue
@@ -464,14 +556,26 @@ class DecisionService:
             cursor.insert_rewards(rewards)
 
     def _stored(self, request: DecisionRequest) -> DecisionAnswer:
+        """The answer logged for a repeated request id, if the request is the same one."""
         with self.store.transaction(write=False) as cursor:
             stored = cursor.stored_answer(request.request_id)
         if stored is None:  # pragma: no cover - the unique constraint just said it exists
             raise ConflictError("request_id", "conflicting concurrent request")
-        customer_id, answer = stored
-        if customer_id != request.customer_id:
-            raise ConflictError("request_id", "already used for a decision about another customer")
-        return DecisionAnswer.model_validate(answer)
+        differ = [] if stored.customer_id == request.customer_id else ["customer_id"]
+        if stored.digest is not None:
+            digest = request_digest(request)
+            differ += [
+                name
+                for name, value in digest.items()
+                if name in stored.digest and stored.digest[name] != value
+            ]
+        if differ:
+            raise ConflictError(
+                "request_id",
+                f"already used for a different request ({', '.join(differ)} differ); "
+                "a new request needs a new request_id",
+            )
+        return DecisionAnswer.model_validate(stored.answer)
 
     # --- planning: pure but for the caches ---------------------------------------------------
 
@@ -501,6 +605,7 @@ class DecisionService:
             "trigger_key": request.trigger,
             "catalog_revision": snapshot.revision,
             "seed": 0,
+            "request_digest": request_digest(request),
         }
 
         def done(

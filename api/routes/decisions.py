@@ -21,13 +21,16 @@ def _json(model: DecisionAnswer | DecisionRecord) -> Response:
 
 
 @router.post("", response_model=DecisionAnswer, responses=ERROR_RESPONSES)
-async def decide(_key: DecideKey, request: DecisionRequest, services: ServicesDep) -> Response:
+async def decide(key: DecideKey, request: DecisionRequest, services: ServicesDep) -> Response:
     """Choose what to send this customer now, inside the approved frame for the trigger.
 
     The decision is logged and the contact reserved before this answers; the same `request_id`
-    returns the same answer and reserves nothing more.
+    with the same body returns the same answer and reserves nothing more (another body: 409).
+    A `now` further from the server clock than `CAMPOPT_DECISION_CLOCK_SKEW_SECONDS` needs the
+    `simulate` scope.
     """
-    answer = await services.decisions.decide_async(request)
+    skew = None if key.allows("simulate") else services.settings.decision_clock_skew
+    answer = await services.decisions.decide_async(request, max_skew=skew)
     DECISIONS.labels(
         frame=answer.frame.key if answer.frame else "", reason=answer.reason.value
     ).inc()

@@ -33,6 +33,7 @@ def test_every_endpoint_but_health_needs_a_key(client: TestClient) -> None:
         ("decide", "get", "/v1/outbox?channel=email", True),
         ("decide", "post", "/v1/conversions", False),
         ("feedback", "post", "/v1/decisions", False),
+        ("simulate", "post", "/v1/decisions", False),
         ("read_logs", "put", "/v1/customers/x", False),
         ("feedback", "get", "/v1/customers/x", False),
     ],

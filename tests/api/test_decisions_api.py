@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -128,6 +130,49 @@ def test_reusing_a_request_id_for_another_customer_is_a_conflict(client: TestCli
     assert response.json()["problems"][0]["field"] == "request_id"
 
 
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"channels": ["email"]}, "channels"),
+        ({"trigger": "cancellation_requested"}, "trigger"),
+        ({"context": {"segment": "family"}}, "context"),
+    ],
+)
+def test_reusing_a_request_id_with_a_different_body_is_a_conflict_naming_what_differs(
+    client: TestClient, loaded_engine: Engine, change: dict[str, Any], differs: str
+) -> None:
+    customer = not_in_holdout("reuser-")
+    add_customer(client, customer)
+    first = decide(client, "req-reused", customer)
+    assert first.status_code == 200, first.text
+    response = decide(client, "req-reused", customer, **change)
+    assert response.status_code == 409, response.text
+    problem = response.json()["problems"][0]
+    assert problem["field"] == "request_id"
+    assert differs in problem["message"]
+    assert count(loaded_engine, DecisionLog) == 1
+
+
+def test_a_retry_later_or_spelling_the_body_differently_gets_the_stored_answer(
+    client: TestClient,
+) -> None:
+    customer = not_in_holdout("retrier-")
+    add_customer(client, customer)
+    first = decide(client, "req-retried", customer, context={"a": 1, "b": "x"})
+    assert first.status_code == 200, first.text
+    again = decide(
+        client,
+        "req-retried",
+        customer,
+        channels=list(reversed(CHANNELS)),
+        context={"b": "x", "a": 1},
+        now="2026-11-23T09:20:00Z",
+        personalisation={"first_name": "Ada"},
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["decision_id"] == first.json()["decision_id"]
+
+
 def test_logged_decision_explains_itself(client: TestClient) -> None:
     customer = not_in_holdout("erin-")
     add_customer(client, customer, consents=["email"])
@@ -196,6 +241,9 @@ BAD_REQUESTS = [
     ("malformed_request_id", {"request_id": ""}, 422, "request_id"),
     ("wrong_type", {"channels": "email"}, 422, "channels"),
     ("now_without_time_zone", {"now": "2026-11-23T10:15:00"}, 422, "now"),
+    ("now_in_year_1", {"now": "0001-01-01T00:00:00Z"}, 422, "now"),
+    ("now_in_year_9999", {"now": "9999-12-31T23:59:59Z"}, 422, "now"),
+    ("now_past_year_9999_in_utc", {"now": "9999-12-31T23:00:00-05:00"}, 422, "now"),
     ("unknown_field", {"colour": "blue"}, 422, "colour"),
     ("unknown_customer", {"customer_id": "nobody"}, 404, "customer_id"),
     ("no_channels", {"channels": []}, 422, "channels"),
@@ -256,3 +304,83 @@ def test_bad_customer_profiles_are_refused(client: TestClient) -> None:
     add_customer(client, "x2", consents=[])
     response = client.put("/v1/customers/x2/consents/fax", json={"granted": True})
     assert response.status_code == 404
+
+
+def test_out_of_range_now_fails_only_its_own_request_among_concurrent_ones(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customers = [not_in_holdout(f"batch-{n}-") for n in range(8)]
+    for customer in customers:
+        add_customer(client, customer)
+    bad_times = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+    jobs = [(f"good-{i}", customers[i % len(customers)], NOW) for i in range(60)]
+    jobs += [(f"bad-{i}", customers[i % len(customers)], bad_times[i % 2]) for i in range(8)]
+    jobs = jobs[::2] + jobs[1::2]  # bad ones spread among the good ones
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda job: decide(client, job[0], job[1], now=job[2]), jobs))
+    for (request_id, _, _), response in zip(jobs, responses, strict=True):
+        if request_id.startswith("good-"):
+            assert response.status_code == 200, response.text
+        else:
+            assert response.status_code == 422, response.text
+            assert response.json()["problems"][0]["field"] == "now"
+    assert count(loaded_engine, DecisionLog) == 60
+
+
+def _key_client(client: TestClient, engine: Engine, scopes: list[str]) -> TestClient:
+    from api.auth import create_key
+
+    key = create_key(engine, name="-".join(scopes), scopes=scopes, actor="tests")[1]
+    client.headers["Authorization"] = f"Bearer {key}"
+    return client
+
+
+def test_a_decide_key_cannot_backdate_now_to_escape_the_caps(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("backdater-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide"])
+    server = datetime.now(UTC)
+    for days in range(1, 6):
+        for sign in (-1, 1):
+            response = decide(
+                client,
+                f"shifted-{sign}-{days}",
+                customer,
+                now=(server + sign * timedelta(days=days)).isoformat(),
+            )
+            assert response.status_code == 422, response.text
+            problem = response.json()["problems"][0]
+            assert problem["field"] == "now"
+            assert "simulate" in problem["message"]
+    assert count(loaded_engine, ContactHistory) == 0
+    assert count(loaded_engine, DecisionLog) == 0
+
+
+def test_a_decide_key_may_pass_a_now_within_the_skew_or_none(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("punctual-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide"])
+    close = (datetime.now(UTC) - timedelta(seconds=60)).isoformat()
+    assert decide(client, "close", customer, now=close).status_code == 200
+    body = {
+        "request_id": "no-now",
+        "customer_id": customer,
+        "trigger": "health_c_to_d",
+        "channels": CHANNELS,
+    }
+    assert client.post("/v1/decisions", json=body).status_code == 200
+
+
+def test_a_simulate_key_may_decide_at_another_time(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("simulated-")
+    add_customer(client, customer)
+    _key_client(client, loaded_engine, ["decide", "simulate"])
+    response = decide(client, "simulated", customer, now="2026-02-02T10:00:00+01:00")
+    assert response.status_code == 200, response.text
+    assert response.json()["decided_at"].startswith("2026-02-02T09:00:00")

@@ -91,7 +91,7 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
 
     now = START
     answers = {}
-    previous: tuple[str, str] | None = None
+    previous: DecisionRequest | None = None
     for n, (who, minutes, trigger, channels, change, repeat) in enumerate(steps):
         now += timedelta(minutes=minutes)
         customer_id = ids[who]
@@ -104,25 +104,24 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
                 update=ConsentUpdate(granted=granted, changed_at=now),
             )
             consent[customer_id][channel] = granted
-        if repeat and previous is not None:
-            request_id, customer_id = previous
+        if repeat and previous is not None:  # a retry repeats the whole request
+            request = previous
         else:
-            request_id = f"r{run}-q{n}"
-        answer = service.decide(
-            DecisionRequest(
-                request_id=request_id,
+            request = DecisionRequest(
+                request_id=f"r{run}-q{n}",
                 customer_id=customer_id,
                 trigger=trigger,
                 channels=sorted(channels),
                 now=now,
             )
-        )
+        request_id, customer_id = request.request_id, request.customer_id
+        answer = service.decide(request)
         if request_id in answers:
             assert answer == answers[request_id]
         else:
             consent_at_decision[request_id] = dict(consent[customer_id])
         answers[request_id] = answer
-        previous = (request_id, customer_id)
+        previous = request
 
     with session_scope(engine) as session:
         snapshot = read_snapshot(session)
