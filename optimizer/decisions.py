@@ -604,6 +604,8 @@ class DecisionService:
                 candidate_set.lines,
                 decision_id=decision_id,
                 floor_share=policy.spec.floor_share(frame.spec.exploration),
+                costs=candidate_set.offer_costs(snapshot.offers),
+                max_expected_cost=frame.spec.guardrails.max_offer_cost_per_decision,
             )
             policy_ref = PolicyRef(name=policy.name, version=policy.version)
         chosen = candidate_set.candidate(choice.index)

@@ -221,7 +221,16 @@ class PolicyLifecycle:
     ) -> tuple[GateResult, dict[str, float], dict[str, Path]]:
         snapshot, lines = self.catalog.current()
         floors = {frame.key: spec.floor_share(frame.spec.exploration)}
-        target = replay_policies(later, {frame.key: candidate}, lines, floor_shares=floors)
+        costs = offer_costs(later, snapshot)
+        limits = {frame.key: frame.spec.guardrails.max_offer_cost_per_decision}
+        target = replay_policies(
+            later,
+            {frame.key: candidate},
+            lines,
+            floor_shares=floors,
+            costs=costs,
+            cost_limits=limits,
+        )
         targets = {"candidate": target}
         predictions = None
         estimator: SNIPS | DR = SNIPS()
@@ -235,7 +244,12 @@ class PolicyLifecycle:
         )
         if champion is not None:
             champion_target = replay_policies(
-                later, {frame.key: champion}, lines, floor_shares=floors
+                later,
+                {frame.key: champion},
+                lines,
+                floor_shares=floors,
+                costs=costs,
+                cost_limits=limits,
             )
             targets["champion"] = champion_target
             champion_estimate = estimator.estimate(

@@ -133,9 +133,18 @@ def replay_policies(
     lines: ActionLines,
     *,
     floor_shares: Mapping[str, float],
+    costs: FloatArray | None = None,
+    cost_limits: Mapping[str, float] | None = None,
 ) -> FloatArray:
-    """Each row's distribution under the policy of its frame, over the logged candidates."""
+    """Each row's distribution under the policy of its frame, over the logged candidates.
+
+    With `costs` (every logged candidate's offer cost, `offer_costs`) and the frames' cost
+    limits, each distribution is capped as serving caps it, so the estimate is of what would
+    be served."""
     data = logs.data
+    limits = cost_limits or {}
+    if costs is not None and len(costs) != data.n_candidates:
+        raise ValueError(f"costs: expected {data.n_candidates} values, got {len(costs)}")
     out = np.empty(data.n_candidates)
     frames = logs.frame_keys
     for i in range(data.n):
@@ -148,6 +157,8 @@ def replay_policies(
             shared_line(logs.contexts[i]),
             candidates,
             floor_share=floor_shares.get(str(frames[i]), policy.spec.min_probability_share),
+            costs=None if costs is None else costs[start:end],
+            max_expected_cost=limits.get(str(frames[i])),
         )
     return out
 
