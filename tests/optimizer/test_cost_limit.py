@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -15,12 +15,9 @@ from sqlmodel import select
 from campaign_db.catalog import CatalogSnapshot, load_catalog, read_snapshot, split_signature
 from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import session_scope
-from campaign_db.models import CustomerUpsert, DecisionLog
-from optimizer import customers
+from campaign_db.models import DecisionLog
 from optimizer.cost_limit import cap_expected_cost, expected_cost
-from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionRequest, DecisionService
-from optimizer.serving import CatalogCache, PolicyPool
+from tests.optimizer.helpers import serve_churn_decisions
 
 weights = arrays(np.float64, st.integers(1, 12), elements=st.floats(0.0, 1.0)).filter(
     lambda w: w.sum() > 1e-3
@@ -108,37 +105,7 @@ def test_served_decisions_keep_the_frames_expected_offer_cost(
         load_catalog(
             session, catalog=_tight_catalog(example_catalog, limit), source="test", actor="test"
         )
-    start = datetime(2026, 11, 24, 7, tzinfo=UTC)
-    ids = [f"d{i}" for i in range(12)]
-    for customer_id in ids:
-        customers.upsert_customer(
-            engine,
-            customer_id=customer_id,
-            data=CustomerUpsert(health_class="D", language="de", time_zone="Europe/Berlin"),
-        )
-        for channel in ("email", "sms", "app_push"):
-            customers.set_consent(
-                engine,
-                customer_id=customer_id,
-                channel=channel,
-                update=ConsentUpdate(granted=True, changed_at=start - timedelta(days=1)),
-            )
-    service = DecisionService(
-        engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
-    )
-    try:
-        for i, customer_id in enumerate(ids):
-            service.decide(
-                DecisionRequest(
-                    request_id=f"q{i}",
-                    customer_id=customer_id,
-                    trigger="health_c_to_d",
-                    channels=["email", "sms", "app_push"],
-                    now=start + timedelta(minutes=i),
-                )
-            )
-    finally:
-        service.close()
+    serve_churn_decisions(engine, customers_n=12, start=datetime(2026, 11, 24, 7, tzinfo=UTC))
     with session_scope(engine) as session:
         snapshot = read_snapshot(session)
         rows = session.exec(select(DecisionLog).where(DecisionLog.reason == "policy")).all()
