@@ -212,9 +212,10 @@ def summary_lines(report: ReportDict) -> list[str]:
     """A few lines for the terminal: each policy's primary estimate with its interval."""
 
     def line(name: str, estimate: Any) -> str:
+        clipped = " clipped to the reward range" if estimate.get("clipped") else ""
         return (
             f"{name:14s} {estimate['estimator']:>9s} {_number(estimate['value'])} "
-            f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]"
+            f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]{clipped}"
         )
 
     out = [line("logging", report["logging"])]
