@@ -770,6 +770,7 @@ class EvaluationRow:
     reward: float
     unsubscribed: bool
     complained: bool
+    reward_sequence: int | None = None
 
 
 def evaluation_rows(
@@ -799,6 +800,7 @@ def evaluation_rows(
             rewards.c.value,
             rewards.c.unsubscribed,
             rewards.c.complained,
+            rewards.c.sequence,
         )
         .select_from(logs.join(rewards, rewards.c.decision_id == logs.c.id))
         .where(rewards.c.status == "final", logs.c.reason.in_(("policy", "policy_no_contact")))
