@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -452,7 +453,11 @@ def _time_span(data: LoggedBandit) -> tuple[str | None, str | None]:
     if data.timestamp is None or len(data.timestamp) == 0:
         return None, None
     stamps = np.asarray(data.timestamp, dtype="datetime64[us]")
-    return str(stamps.min()), str(stamps.max())
+
+    def iso(value: np.datetime64) -> str:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC).isoformat()
+
+    return iso(stamps.min()), iso(stamps.max())
 
 
 def _default_estimators(has_model: bool) -> tuple[Estimator, ...]:
