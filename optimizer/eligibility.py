@@ -122,9 +122,11 @@ class CandidateSet:
 
     def offer_costs(self, offers: Mapping[str, OfferSpec]) -> FloatArray:
         """Each candidate's offer cost, in `lines` order (no contact costs nothing)."""
+        cost = {key: offer.cost for key, offer in offers.items()}
         costs = np.zeros(len(self))
-        for i, c in enumerate(self.combinations):
-            costs[i] = offers[c.offer].cost
+        costs[: len(self.combinations)] = np.fromiter(
+            (cost[c.offer] for c in self.combinations), np.float64, len(self.combinations)
+        )
         return costs
 
     def candidate(self, index: int) -> Candidate:

@@ -205,8 +205,9 @@ class PolicyLifecycle:
         return result
 
     def evaluate(self, name: str, version: str, *, actor: str) -> TrainResult:
-        """Evaluate an existing version against the champion on the newest logs, and store the
-        fresh evidence on the version (promotion refuses evidence older than the limit)."""
+        """Evaluate an existing version against the champion on the decisions after its
+        training cut-off (the newest `later_share` when it records none), and store the fresh
+        evidence on the version (promotion refuses evidence older than the limit)."""
         self._version(name, version)
         frame = self._frame(name)
         stored = self.registry.load(name, version)
