@@ -296,7 +296,7 @@ def evaluate_command(
                 step(f"evaluating {log}")
                 report = evaluate_file(log, out=out, fmt=fmt)
             else:
-                from api.app import model_source
+                from api.app import model_source, serving_source
                 from campaign_db.engine import create_engine_from_url
                 from campaign_db.migrate import upgrade
 
@@ -310,7 +310,11 @@ def evaluate_command(
                     out=out,
                     fmt=fmt,
                     later_share=later_share,
-                    source=model_source(settings),
+                    source=(
+                        None
+                        if (registry := model_source(settings)) is None
+                        else serving_source(engine, registry)
+                    ),
                     step=step,
                 )
     except (ValueError, OSError) as exc:

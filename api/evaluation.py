@@ -25,15 +25,19 @@ from offline_eval.io import (
     write_dsjson,
     write_parquet,
 )
-from offline_eval.report import ReportDict
+from offline_eval.report import ReportDict, TrainingWindow
 from optimizer.features import ActionLines
 from optimizer.offline import (
     SEGMENTS,
+    DecisionLogs,
     VWRewardModel,
     load_decision_logs,
+    offer_costs,
     replay_policies,
     reward_features,
     train_policies,
+    training_window,
+    version_cutoff,
 )
 from optimizer.policy import BanditPolicy
 from optimizer.serving import ModelSource, frame_policy_spec
@@ -66,7 +70,11 @@ def evaluate_database(
 ) -> ReportDict:
     """Evaluate, on the latest `later_share` of the logs: the logging policy, uniform random,
     the best fixed combination (chosen on the earlier slice), each frame's spec trained
-    off-policy on the earlier slice, and the serving champions (when a registry answers)."""
+    off-policy on the earlier slice, and the serving champions (when a registry answers).
+
+    No policy is evaluated on decisions it learned from: the evaluation rows are those after
+    the champions' training cut-offs too; a champion that learned from all of them (an online
+    checkpoint that consumed every final reward) is left out, and the report says why."""
     snapshot = _snapshot(engine)
     lines = ActionLines(snapshot)
     step("loading the decision logs")
@@ -85,6 +93,19 @@ def evaluate_database(
     floors = {
         key: frame_policy_spec(f).floor_share(f.spec.exploration) for key, f in latest.items()
     }
+    limits = {key: f.spec.guardrails.max_offer_cost_per_decision for key, f in latest.items()}
+    training = {"trained_spec": training_window(earlier.cutoff())}
+    champions: dict[str, BanditPolicy] = {}
+    if source is not None:
+        step("finding the serving champions and what they were trained on")
+        champions = _champions(source, latest.keys())
+        if champions and all(str(k) in champions for k in set(later.frame_keys)):
+            later, training["champion"], evaluable = _after_champions(later, champions, source)
+            if not evaluable:
+                champions = {}
+        else:
+            champions = {}
+    costs = offer_costs(later, snapshot)
     policies: dict[str, np.ndarray[Any, Any]] = {
         "uniform": replay(later.data, policy=Uniform()),
     }
@@ -93,12 +114,14 @@ def evaluate_database(
         policies["best_fixed"] = replay(later.data, policy=BestFixedAction(values))
     step("training each frame's spec on the earlier slice")
     trained = train_policies(earlier, {k: frame_policy_spec(f) for k, f in latest.items()}, lines)
-    policies["trained_spec"] = replay_policies(later, trained, lines, floor_shares=floors)
-    if source is not None:
+    policies["trained_spec"] = replay_policies(
+        later, trained, lines, floor_shares=floors, costs=costs, cost_limits=limits
+    )
+    if champions:
         step("replaying the serving champions")
-        champions = _champions(source, latest.keys())
-        if champions and all(str(k) in champions for k in set(later.frame_keys)):
-            policies["champion"] = replay_policies(later, champions, lines, floor_shares=floors)
+        policies["champion"] = replay_policies(
+            later, champions, lines, floor_shares=floors, costs=costs, cost_limits=limits
+        )
     step("cross-fitting the reward model (VW regression, 5 folds)")
     predictions = cross_fit(
         later.data, features=reward_features(later, snapshot), model=VWRewardModel
@@ -113,7 +136,43 @@ def evaluate_database(
         ],
         out_dir=out,
         fmt=fmt,
+        training=training,
     )
+
+
+def _after_champions(
+    later: DecisionLogs, champions: dict[str, BanditPolicy], source: ModelSource
+) -> tuple[DecisionLogs, TrainingWindow, bool]:
+    """The rows no serving champion learned from, the champions' training window, and whether
+    any row is left to evaluate them on."""
+    keep = np.ones(later.data.n, dtype=bool)
+    frames = later.frame_keys
+    described = []
+    for name, policy in champions.items():
+
+        def tags_of(version: str, name: str = name) -> dict[str, str] | None:
+            return _tags(source, name, version)
+
+        cutoff = version_cutoff(policy.version, tags_of)
+        rows = np.flatnonzero(frames == name)
+        keep[rows] &= later.take(rows).unseen(cutoff)
+        described.append(f"{name}:{policy.version} on {cutoff.describe() if cutoff else '?'}")
+    trained = "; ".join(described)
+    if not keep.any():
+        note = f"not evaluated: the champions learned from every evaluation decision ({trained})"
+        return later, TrainingWindow(note=note), False
+    return later.take(np.flatnonzero(keep)), TrainingWindow(until=trained), True
+
+
+def _tags(source: ModelSource, name: str, version: str) -> dict[str, str] | None:
+    """A registry version's tags; None for sources without tags or when it cannot be read."""
+    info = getattr(source, "version_info", None)
+    if info is None:
+        return None
+    try:
+        return dict(info(name, version).tags)
+    except Exception:
+        return None
 
 
 def _champions(source: ModelSource, names: Any) -> dict[str, BanditPolicy]:
@@ -212,9 +271,10 @@ def summary_lines(report: ReportDict) -> list[str]:
     """A few lines for the terminal: each policy's primary estimate with its interval."""
 
     def line(name: str, estimate: Any) -> str:
+        clipped = " clipped to the reward range" if estimate.get("clipped") else ""
         return (
             f"{name:14s} {estimate['estimator']:>9s} {_number(estimate['value'])} "
-            f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]"
+            f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]{clipped}"
         )
 
     out = [line("logging", report["logging"])]

@@ -133,7 +133,12 @@ class SchedulerRunner:
             window=timedelta(days=self.services.settings.guardrail_window_days),
         )
         for health in results:
-            for metric in ("unsubscribe_rate", "complaint_rate", "conversion_rate"):
+            for metric in (
+                "unsubscribe_rate",
+                "complaint_rate",
+                "conversion_rate",
+                "offer_cost_per_decision",
+            ):
                 value = getattr(health, metric)
                 if value is not None:
                     GUARDRAIL.labels(frame=health.frame_key, metric=metric).set(value)

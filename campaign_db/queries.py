@@ -699,7 +699,7 @@ class EvaluationRow:
     reward: float
     unsubscribed: bool
     complained: bool
-    sequence: int
+    reward_sequence: int | None = None
 
 
 def evaluation_rows(
@@ -897,6 +897,38 @@ def frame_window_counts(
         .where(logs.c.frame_key == frame_key, logs.c.created_at >= since, logs.c.created_at < until)
     ).one()
     return WindowCounts(*(int(v) for v in row))
+
+
+@dataclass(frozen=True)
+class WindowSpend:
+    """Offer cost of a frame's policy decisions (contact or not) in a time window."""
+
+    decisions: int = 0
+    offer_cost: float = 0.0
+
+
+def frame_window_spend(
+    session: Session, *, frame_key: str, since: datetime, until: datetime
+) -> WindowSpend:
+    """Policy decisions, contact or no contact, and the summed offer cost of what they chose
+    (at the offers' current cost): the denominator the promotion gate uses offline."""
+    logs, actions, offers = _logs, table_of(Action), table_of(Offer)
+    row = session.execute(
+        logs.select()
+        .with_only_columns(func.count(), func.coalesce(func.sum(offers.c.cost), 0.0))
+        .select_from(
+            logs.outerjoin(actions, actions.c.id == logs.c.chosen_action_id).outerjoin(
+                offers, offers.c.key == actions.c.offer_key
+            )
+        )
+        .where(
+            logs.c.frame_key == frame_key,
+            logs.c.reason.in_(("policy", "policy_no_contact")),
+            logs.c.created_at >= since,
+            logs.c.created_at < until,
+        )
+    ).one()
+    return WindowSpend(decisions=int(row[0]), offer_cost=float(row[1]))
 
 
 # --- privacy: erasure and retention ----------------------------------------------------------

@@ -10,6 +10,11 @@ That one shape gives everything else:
 - the bootstrap resamples columns of S and re-applies g (vectorised, seeded generator);
 - an accumulator only needs n, ΣS and ΣSSᵀ, which add across chunks, so a streaming job or a
   map-reduce gets the same estimate and interval as one pass.
+
+No policy can earn more than the best reward or less than the worst, yet IPS, DR and the normal
+interval of any estimator can leave that range on small or heavy-weighted logs. Estimates are
+therefore clipped to the reward range (the dataset's `reward_range`, else the observed rewards),
+keeping the raw numbers and saying so (`Estimate.clipped`, `Estimate.raw`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import ClassVar, Literal, TypedDict
 
@@ -53,6 +58,11 @@ class EstimateDict(TypedDict):
     n: int
     interval_method: str
     diagnostics: DiagnosticsDict
+    value_range: list[float] | None
+    clipped: bool
+    raw_value: float | None
+    raw_ci_low: float | None
+    raw_ci_high: float | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +96,13 @@ class Diagnostics:
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
-    """An estimated policy value with its (1 - alpha) confidence interval."""
+    """An estimated policy value with its (1 - alpha) confidence interval.
+
+    `value_range` is the range any value can take (the reward range; for a difference of two
+    policies, its width either way). When the estimate or its interval left it, value and
+    interval are clipped to it and `raw` keeps (value, ci_low, ci_high) as computed;
+    `std_error` is always the raw one.
+    """
 
     estimator: str
     value: float
@@ -97,10 +113,28 @@ class Estimate:
     n: int
     interval_method: str
     diagnostics: Diagnostics
+    value_range: tuple[float, float] | None = None
+    raw: tuple[float, float, float] | None = None
 
     @property
     def width(self) -> float:
         return self.ci_high - self.ci_low
+
+    @property
+    def clipped(self) -> bool:
+        return self.raw is not None
+
+    @property
+    def clip_note(self) -> str | None:
+        """One sentence on what was clipped, for reports; None when nothing was."""
+        if self.raw is None or self.value_range is None:
+            return None
+        value, low, high = self.raw
+        return (
+            f"{self.estimator} {value:.4f} [{low:.4f}, {high:.4f}] leaves the possible range "
+            f"[{self.value_range[0]:g}, {self.value_range[1]:g}]; clipped to {self.value:.4f} "
+            f"[{self.ci_low:.4f}, {self.ci_high:.4f}]"
+        )
 
     def to_dict(self) -> EstimateDict:
         """JSON-serialisable; non-finite numbers become None."""
@@ -114,7 +148,31 @@ class Estimate:
             n=self.n,
             interval_method=self.interval_method,
             diagnostics=self.diagnostics.to_dict(),
+            value_range=None if self.value_range is None else list(self.value_range),
+            clipped=self.clipped,
+            raw_value=None if self.raw is None else _json_float(self.raw[0]),
+            raw_ci_low=None if self.raw is None else _json_float(self.raw[1]),
+            raw_ci_high=None if self.raw is None else _json_float(self.raw[2]),
         )
+
+
+def clip_to_range(estimate: Estimate, value_range: tuple[float, float]) -> Estimate:
+    """The estimate with value and interval inside `value_range`, the raw numbers kept when
+    anything had to move."""
+    low, high = value_range
+    raw = (estimate.value, estimate.ci_low, estimate.ci_high)
+    clipped = tuple(min(max(x, low), high) if math.isfinite(x) else x for x in raw)
+    if clipped == raw:
+        return replace(estimate, value_range=value_range)
+    value, ci_low, ci_high = clipped
+    return replace(
+        estimate,
+        value=value,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        value_range=value_range,
+        raw=estimate.raw or raw,
+    )
 
 
 def _json_float(value: float) -> float | None:
@@ -130,10 +188,22 @@ class _Rounds:
     zero_rows: BoolArray | None
     unscored_rows: BoolArray | None
     model_rows: BoolArray | None
+    rewards: FloatArray | None = None  # (n,), for the observed reward range
+    reward_range: tuple[float, float] | None = None  # the dataset's, when it has one
+
+    def _range(self, rewards: FloatArray | None) -> tuple[float, float]:
+        if self.reward_range is not None:
+            return self.reward_range
+        if rewards is None or rewards.size == 0:
+            return (math.inf, -math.inf)
+        return (float(rewards.min()), float(rewards.max()))
 
     def moments(self) -> _Moments:
         stats = self.stats
+        reward_low, reward_high = self._range(self.rewards)
         return _Moments(
+            reward_low=reward_low,
+            reward_high=reward_high,
             n=stats.shape[1],
             sums=stats.sum(axis=1),
             cross=stats @ stats.T,
@@ -163,8 +233,14 @@ class _Rounds:
             None if f is None else np.bincount(codes, f, n_groups)
             for f in (self.zero_rows, self.unscored_rows, self.model_rows)
         ]
+        ranges = [
+            self._range(None if self.rewards is None else self.rewards[codes == g])
+            for g in range(n_groups)
+        ]
         return [
             _Moments(
+                reward_low=ranges[g][0],
+                reward_high=ranges[g][1],
                 n=int(counts[g]),
                 sums=sums[g],
                 cross=cross[g],
@@ -200,9 +276,19 @@ class _Moments:
     zero_rows: int | None
     unscored_rows: int | None
     model_rows: int | None
+    reward_low: float = math.inf
+    reward_high: float = -math.inf
+
+    @property
+    def reward_range(self) -> tuple[float, float] | None:
+        if self.reward_low > self.reward_high:
+            return None
+        return (self.reward_low, self.reward_high)
 
     def __add__(self, other: _Moments) -> _Moments:
         return _Moments(
+            reward_low=min(self.reward_low, other.reward_low),
+            reward_high=max(self.reward_high, other.reward_high),
             n=self.n + other.n,
             sums=self.sums + other.sums,
             cross=self.cross + other.cross,
@@ -251,6 +337,8 @@ class Estimator(ABC):
     interval: IntervalMethod = "analytic"
     n_bootstrap: int = 1000
     seed: int = 0
+    clip: bool = True
+    """Clip value and interval to the reward range (the raw numbers stay in `Estimate.raw`)."""
 
     name: ClassVar[str] = "estimator"
     uses_model: ClassVar[bool] = False
@@ -281,6 +369,10 @@ class Estimator(ABC):
 
     def _model_rows(self, data: LoggedBandit) -> BoolArray | None:
         return None
+
+    def _value_range(self, reward_range: tuple[float, float]) -> tuple[float, float]:
+        """The range the estimated quantity can take given the reward range."""
+        return reward_range
 
     # -- public API -------------------------------------------------------------------------
 
@@ -339,6 +431,8 @@ class Estimator(ABC):
             zero_rows=None if flags is None else flags[0],
             unscored_rows=None if flags is None else flags[1],
             model_rows=self._model_rows(data),
+            rewards=data.reward,
+            reward_range=data.reward_range,
         )
 
     def _resolve_predictions(
@@ -385,7 +479,7 @@ class Estimator(ABC):
         else:
             z = NormalDist().inv_cdf(1.0 - self.alpha / 2.0)
             low, high = value - z * std_error, value + z * std_error
-        return Estimate(
+        estimate = Estimate(
             estimator=self.name,
             value=value,
             ci_low=low,
@@ -396,6 +490,10 @@ class Estimator(ABC):
             interval_method=self.interval_method,
             diagnostics=moments.diagnostics(),
         )
+        reward_range = moments.reward_range
+        if not self.clip or reward_range is None:
+            return estimate
+        return clip_to_range(estimate, self._value_range(reward_range))
 
 
 class Accumulator:
@@ -625,6 +723,7 @@ class VersusLogging(Estimator):
         object.__setattr__(self, "interval", self.base.interval)
         object.__setattr__(self, "n_bootstrap", self.base.n_bootstrap)
         object.__setattr__(self, "seed", self.base.seed)
+        object.__setattr__(self, "clip", self.base.clip)
         super().__post_init__()
 
     @property
@@ -656,6 +755,10 @@ class VersusLogging(Estimator):
     def _model_rows(self, data: LoggedBandit) -> BoolArray | None:
         return self.base._model_rows(data)
 
+    def _value_range(self, reward_range: tuple[float, float]) -> tuple[float, float]:
+        width = reward_range[1] - reward_range[0]
+        return (-width, width)
+
     def estimate(
         self,
         data: LoggedBandit,
@@ -683,21 +786,13 @@ class LoggedMean(Estimator):
             zero_rows=None,
             unscored_rows=None,
             model_rows=None,
+            rewards=data.reward,
+            reward_range=data.reward_range,
         )
 
 
 def _relabel(estimate: Estimate, name: str) -> Estimate:
-    return Estimate(
-        estimator=name,
-        value=estimate.value,
-        ci_low=estimate.ci_low,
-        ci_high=estimate.ci_high,
-        std_error=estimate.std_error,
-        alpha=estimate.alpha,
-        n=estimate.n,
-        interval_method=estimate.interval_method,
-        diagnostics=estimate.diagnostics,
-    )
+    return replace(estimate, estimator=name)
 
 
 def estimate_by_group(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -35,6 +36,8 @@ from offline_eval.estimators import (
 
 ReportFormat = Literal["markdown", "html"]
 LOGGING = "logging"
+# Below this effective sample size a policy's estimate (overall or in a segment) earns a warning.
+MIN_EFFECTIVE_SAMPLE_SIZE = 100.0
 MISSING_SEGMENT = "(missing)"
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -52,14 +55,43 @@ class SegmentDict(TypedDict):
     estimates: list[EstimateDict]
 
 
+class WindowDict(TypedDict):
+    policy: str
+    trained_from: str | None
+    trained_until: str | None
+    trained_rows: int | None
+    evaluated_from: str | None
+    evaluated_to: str | None
+    evaluated_rows: int
+    note: str
+
+
 class ReportDict(TypedDict):
     n: int
     alpha: float
+    reward_range: list[float] | None
+    evaluated_from: str | None
+    evaluated_to: str | None
+    windows: list[WindowDict]
     logging: EstimateDict
     policies: list[PolicyDict]
     segments: list[SegmentDict]
     warnings: list[str]
     files: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingWindow:
+    """The decisions a target policy learned from, as its producer recorded them (ISO times).
+
+    A policy must not be evaluated on decisions it was trained on: the caller picks the
+    evaluation log after `until`, and the report names both windows.
+    """
+
+    trained_from: str | None = None
+    until: str | None = None
+    rows: int | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,22 +137,77 @@ class EvaluationReport:
     policies: tuple[PolicyComparison, ...]
     segments: tuple[SegmentEstimates, ...]
     files: Mapping[str, str]
+    reward_range: tuple[float, float] | None = None
+    evaluated: tuple[str | None, str | None] = (None, None)
+    training: Mapping[str, TrainingWindow] = field(default_factory=dict)
+    min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE
 
     @property
     def warnings(self) -> list[str]:
+        """Weight diagnostics, point estimates that left the reward range (clipped), and every
+        policy or segment whose effective sample size is too small to trust."""
         found: list[str] = []
+
+        def add(message: str) -> None:
+            if message not in found:
+                found.append(message)
+
         for comparison in self.policies:
             for estimate in comparison.estimates:
                 warning = estimate.diagnostics.warning
-                if warning and f"{comparison.policy}: {warning}" not in found:
-                    found.append(f"{comparison.policy}: {warning}")
+                if warning:
+                    add(f"{comparison.policy}: {warning}")
+            self._range_and_size(comparison.policy, comparison.estimates, add)
+        for row in self.segments:
+            if row.policy != LOGGING:
+                label = f"{row.policy}, {row.column}={row.segment}"
+                self._range_and_size(label, row.estimates, add)
+        for policy, window in self.training.items():
+            if window.note:
+                add(f"{policy}: {window.note}")
         return found
+
+    def _range_and_size(
+        self, label: str, estimates: Sequence[Estimate], add: Callable[[str], None]
+    ) -> None:
+        for estimate in estimates:
+            if estimate.raw is not None and estimate.value != estimate.raw[0]:
+                add(f"{label}: {estimate.clip_note}")
+        if not estimates:
+            return
+        ess = estimates[0].diagnostics.effective_sample_size
+        if math.isfinite(ess) and ess < self.min_effective_sample_size:
+            add(
+                f"{label}: effective sample size {ess:.1f} of {estimates[0].n} decisions is "
+                f"below {self.min_effective_sample_size:g}; its estimates are unreliable"
+            )
+
+    def windows(self) -> list[WindowDict]:
+        low, high = self.evaluated
+        return [
+            WindowDict(
+                policy=comparison.policy,
+                trained_from=window.trained_from,
+                trained_until=window.until,
+                trained_rows=window.rows,
+                evaluated_from=low,
+                evaluated_to=high,
+                evaluated_rows=self.n,
+                note=window.note,
+            )
+            for comparison in self.policies
+            if (window := self.training.get(comparison.policy)) is not None
+        ]
 
     def to_dict(self) -> ReportDict:
         """The content of estimates.json."""
         return ReportDict(
             n=self.n,
             alpha=self.alpha,
+            reward_range=None if self.reward_range is None else list(self.reward_range),
+            evaluated_from=self.evaluated[0],
+            evaluated_to=self.evaluated[1],
+            windows=self.windows(),
             logging=self.logging.to_dict(),
             policies=[p.to_dict() for p in self.policies],
             segments=[s.to_dict() for s in self.segments],
@@ -225,7 +312,8 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def _interval(estimate: EstimateDict) -> str:
-    return f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]"
+    clipped = " (clipped)" if estimate.get("clipped") else ""
+    return f"[{_number(estimate['ci_low'])}, {_number(estimate['ci_high'])}]{clipped}"
 
 
 def render_markdown(report: ReportDict) -> str:
@@ -276,12 +364,16 @@ def evaluate(
     predictions: FloatArray | None = None,
     out_dir: str | Path,
     fmt: ReportFormat = "markdown",
+    training: Mapping[str, TrainingWindow] | None = None,
+    min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE,
 ) -> ReportDict:
     """Estimate every policy with every estimator, overall and per segment, and write
     report.md or report.html, estimates.json and PNG plots into `out_dir`.
 
     Without `estimators`, all six are used when reward-model predictions are available
-    (`predictions` or the dataset's own), else IPS and SNIPS. Returns the estimates.json dict.
+    (`predictions` or the dataset's own), else IPS and SNIPS. `training` names, per policy,
+    the decisions it learned from; the report names them next to the evaluation window (the
+    dataset's first and last timestamp). Returns the estimates.json dict.
     """
     if fmt not in ("markdown", "html"):
         raise ValueError(f"fmt: must be 'markdown' or 'html', got {fmt!r}")
@@ -344,6 +436,10 @@ def evaluate(
         policies=tuple(comparisons),
         segments=tuple(segment_rows),
         files=files,
+        reward_range=logging_estimate.value_range,
+        evaluated=_time_span(dataset),
+        training=dict(training or {}),
+        min_effective_sample_size=min_effective_sample_size,
     ).to_dict()
     rendered = render_markdown(report) if fmt == "markdown" else render_html(report)
     (out / report_name).write_text(rendered, encoding="utf-8")
@@ -351,6 +447,17 @@ def evaluate(
         json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     return report
+
+
+def _time_span(data: LoggedBandit) -> tuple[str | None, str | None]:
+    if data.timestamp is None or len(data.timestamp) == 0:
+        return None, None
+    stamps = np.asarray(data.timestamp, dtype="datetime64[us]")
+
+    def iso(value: np.datetime64) -> str:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC).isoformat()
+
+    return iso(stamps.min()), iso(stamps.max())
 
 
 def _default_estimators(has_model: bool) -> tuple[Estimator, ...]:

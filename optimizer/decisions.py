@@ -704,11 +704,16 @@ class DecisionService:
             choice = uniform_choice(len(ids), decision_id)
             policy_ref = PolicyRef(name=policy.name, version=SAFE_MODE_VERSION)
         else:
+            limit = frame.spec.guardrails.max_offer_cost_per_decision
+            # no candidate costs more than max_offer_cost: at or below the limit nothing to cap
+            capped = frame.spec.max_offer_cost > limit
             choice = policy.choose(
                 shared_line(context),
                 candidate_set.lines,
                 decision_id=decision_id,
                 floor_share=policy.spec.floor_share(frame.spec.exploration),
+                costs=candidate_set.offer_costs(snapshot.offers) if capped else None,
+                max_expected_cost=limit,
             )
             policy_ref = PolicyRef(name=policy.name, version=policy.version)
         chosen = candidate_set.candidate(choice.index)

@@ -19,10 +19,14 @@ from functools import cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from campaign_db.catalog import NO_CONTACT, CatalogSnapshot, FrameVersion, action_signature
-from campaign_db.catalog_schema import ContactPolicySpec, QuietHours, SendTimeSpec
+from campaign_db.catalog_schema import ContactPolicySpec, OfferSpec, QuietHours, SendTimeSpec
 from campaign_db.types import ChannelKind, SendTimeKind
 from optimizer.features import NO_CONTACT_LINE, action_line
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 HORIZON_DAYS = 7
 """How far ahead a send time may be scheduled."""
@@ -115,6 +119,15 @@ class CandidateSet:
         if self.no_contact_id is not None:
             lines.append(NO_CONTACT_LINE)
         return lines
+
+    def offer_costs(self, offers: Mapping[str, OfferSpec]) -> FloatArray:
+        """Each candidate's offer cost, in `lines` order (no contact costs nothing)."""
+        cost = {key: offer.cost for key, offer in offers.items()}
+        costs = np.zeros(len(self))
+        costs[: len(self.combinations)] = np.fromiter(
+            (cost[c.offer] for c in self.combinations), np.float64, len(self.combinations)
+        )
+        return costs
 
     def candidate(self, index: int) -> Candidate:
         if index == len(self.combinations):

@@ -1,7 +1,8 @@
 """The guardrail monitor and the kill switch.
 
 For every active frame a job compares live outcomes of the recent window with the frame's
-thresholds: unsubscribe and complaint rates among contacts, and the conversion rate of the
+thresholds: unsubscribe and complaint rates among contacts, the realised offer cost per policy
+decision (contact or no contact, as the promotion gate counts it), and the conversion rate of the
 contacts made since the policy's last promotion against those made before it (the previous
 champion). A breach, once the frame has enough decisions to judge, switches the frame to safe mode
 (its safe default combination, or no contact), rolls the champion back, and writes the audit log.
@@ -40,6 +41,10 @@ class FrameHealth:
     conversion_rate: float | None
     holdout_conversion_rate: float | None
     previous_conversion_rate: float | None
+    decisions: int = 0
+    offer_cost: float = 0.0
+    offer_cost_per_decision: float | None = None
+    max_offer_cost_per_decision: float | None = None
     breaches: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +72,7 @@ def frame_health(
     since = now - window
     with session_scope(engine) as session:
         counts = queries.frame_window_counts(session, frame_key=frame.key, since=since, until=now)
+        spend = queries.frame_window_spend(session, frame_key=frame.key, since=since, until=now)
     promoted = last_promotion(engine, frame.key)
     previous_rate = None
     current_rate = _rate(counts.converted, counts.contacts)
@@ -91,7 +97,20 @@ def frame_health(
         conversion_rate=current_rate,
         holdout_conversion_rate=_rate(counts.holdout_converted, counts.holdout),
         previous_conversion_rate=previous_rate,
+        decisions=spend.decisions,
+        offer_cost=spend.offer_cost,
+        offer_cost_per_decision=(spend.offer_cost / spend.decisions if spend.decisions else None),
+        max_offer_cost_per_decision=limits.max_offer_cost_per_decision,
     )
+    if (
+        spend.decisions >= limits.min_decisions
+        and health.offer_cost_per_decision is not None
+        and health.offer_cost_per_decision > limits.max_offer_cost_per_decision
+    ):
+        health.breaches.append(
+            f"offer cost per decision {health.offer_cost_per_decision:.2f} "
+            f"above {limits.max_offer_cost_per_decision:.2f}"
+        )
     if counts.contacts < limits.min_decisions:
         return health
     if (

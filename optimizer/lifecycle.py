@@ -1,11 +1,15 @@
 """The policy lifecycle: train a candidate, prove it offline, promote it, or roll back.
 
 A candidate is trained off-policy on the earlier part of a frame's logs and estimated, with the
-champion, on the later part (the same rows for both). The promotion gate in `offline_eval` turns
-the estimates into promote / reject / needs approval. Training is an MLflow run (spec as
-parameters, estimates as metrics, report and gate as artifacts) whose model becomes a version
-with the `challenger` alias. Promotion moves `champion` only with fresh, passing evidence and a
-model that loads; every step lands in the audit log with who, when, why and the evidence.
+champion, on the later part (the same rows for both). No policy is estimated on decisions it was
+trained on: each version records its training cut-off (last decision time, last reward sequence),
+evaluation uses only decisions after the cut-offs of both policies, and a champion that learned
+from every one of them (an online checkpoint) is compared through the logged mean of what served.
+The promotion gate in `offline_eval` turns the estimates into promote / reject / needs approval.
+Training is an MLflow run (spec as parameters, estimates as metrics, report and gate as
+artifacts) whose model becomes a version with the `challenger` alias. Promotion moves
+`champion` only with fresh, passing evidence and a model that loads; every step lands in the
+audit log with who, when, why and the evidence.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 from optimizer.offline import (
     SEGMENTS,
     DecisionLogs,
+    TrainingCutoff,
     VWRewardModel,
     load_decision_logs,
     offer_costs,
     replay_policies,
     reward_features,
     train_policies,
+    training_window,
+    version_cutoff,
 )
 from optimizer.policy import BanditPolicy
 from optimizer.publishing import make_serving, served_version, version_cut_off
@@ -127,6 +134,18 @@ class PolicyLifecycle:
             examples_learned=stored.examples_learned,
         )
 
+    def _cutoff(self, name: str, version: str) -> TrainingCutoff | None:
+        """What a registered version was trained on, from its tags; None when it does not say."""
+        self._version(name, version)
+
+        def tags_of(v: str) -> dict[str, str] | None:
+            try:
+                return dict(self.registry.version_info(name, v).tags)
+            except Exception:
+                return None
+
+        return version_cutoff(version, tags_of)
+
     def train(self, frame_key: str, *, spec: PolicySpec | None = None, actor: str) -> TrainResult:
         """Train a candidate on the earlier logs, gate it on the later ones, register it as the
         challenger with all its evidence."""
@@ -136,15 +155,14 @@ class PolicyLifecycle:
         logs = load_decision_logs(self.engine, snapshot, frame_key=frame_key)
         earlier, later, cut_off = logs.split_by_sequence(self.config.later_share)
         candidate = train_policies(earlier, {frame_key: spec}, lines)[frame_key]
+        trained = earlier.cutoff()
         champion = self._champion(frame_key)
         with tempfile.TemporaryDirectory() as tmp:
-            gate, estimates, report_files = self._gate(
-                frame, candidate, champion, later, Path(tmp), spec=spec
+            gate, estimates, report_files, evaluated = self._gate(
+                frame, candidate, champion, later, Path(tmp), spec=spec, cutoff=trained
             )
             now = self.clock()
-            stamps = later.data.timestamp
-            data_from = str(stamps.min()) if stamps is not None else ""
-            data_to = str(stamps.max()) if stamps is not None else ""
+            data_from, data_to = _span(evaluated)
             action_lines = {sig: lines[a] for sig, a in snapshot.actions.items()}
             version = self.registry.register(
                 candidate,
@@ -157,7 +175,8 @@ class PolicyLifecycle:
                     "gate": gate.verdict,
                     "evidence_at": now.isoformat(),
                     "trained_rows": str(earlier.data.n),
-                    "evaluated_rows": str(later.data.n),
+                    **trained.to_tags(),
+                    "evaluated_rows": str(evaluated.data.n),
                     "data_from": data_from,
                     "data_to": data_to,
                     "frame_version": str(frame.version),
@@ -171,19 +190,26 @@ class PolicyLifecycle:
             version=version,
             gate=gate.to_dict(),
             evidence_at=now.isoformat(),
-            rows=later.data.n,
+            rows=evaluated.data.n,
         )
         self._audit(
             actor,
             "policy.train",
             version_id(frame_key, version),
-            {"gate": gate.to_dict(), "spec": spec.model_dump(mode="json"), "rows": later.data.n},
+            {
+                "gate": gate.to_dict(),
+                "spec": spec.model_dump(mode="json"),
+                "rows": evaluated.data.n,
+                "trained": trained.describe(),
+                "evaluated": f"{data_from} to {data_to}",
+            },
         )
         return result
 
     def evaluate(self, name: str, version: str, *, actor: str) -> TrainResult:
-        """Evaluate an existing version against the champion on the newest logs, and store the
-        fresh evidence on the version (promotion refuses evidence older than the limit)."""
+        """Evaluate an existing version against the champion on the decisions after its
+        training cut-off (the newest `later_share` when it records none), and store the fresh
+        evidence on the version (promotion refuses evidence older than the limit)."""
         self._version(name, version)
         frame = self._frame(name)
         stored = self.registry.load(name, version)
@@ -196,20 +222,47 @@ class PolicyLifecycle:
         )
         snapshot, _ = self.catalog.current()
         logs = load_decision_logs(self.engine, snapshot, frame_key=name)
-        _, later = logs.split(self.config.later_share)
+        cutoff = self._cutoff(name, version)
+        if cutoff is None:  # nothing recorded: the latest share, as a fresh candidate gets
+            _, later = logs.split(self.config.later_share)
+        else:
+            unseen = np.flatnonzero(logs.unseen(cutoff))
+            if unseen.size == 0:
+                raise ConflictError(
+                    "version",
+                    f"{version_id(name, version)} was trained on {cutoff.describe()}: no later "
+                    "decision has a final reward yet to evaluate it on",
+                )
+            later = logs.take(unseen)
         champion = self._champion(name)
         with tempfile.TemporaryDirectory() as tmp:
-            gate, _, _ = self._gate(frame, candidate, champion, later, Path(tmp), spec=stored.spec)
+            gate, _, _, evaluated = self._gate(
+                frame, candidate, champion, later, Path(tmp), spec=stored.spec, cutoff=cutoff
+            )
         now = self.clock()
+        data_from, data_to = _span(evaluated)
         self.registry.tag_version(name, version, "campopt.gate", gate.verdict)
         self.registry.tag_version(name, version, "campopt.evidence_at", now.isoformat())
-        self._audit(actor, "policy.evaluate", version_id(name, version), {"gate": gate.to_dict()})
+        self.registry.tag_version(name, version, "campopt.data_from", data_from)
+        self.registry.tag_version(name, version, "campopt.data_to", data_to)
+        self.registry.tag_version(name, version, "campopt.evaluated_rows", str(evaluated.data.n))
+        self._audit(
+            actor,
+            "policy.evaluate",
+            version_id(name, version),
+            {
+                "gate": gate.to_dict(),
+                "rows": evaluated.data.n,
+                "trained": cutoff.describe() if cutoff else "unknown",
+                "evaluated": f"{data_from} to {data_to}",
+            },
+        )
         return TrainResult(
             policy=name,
             version=version,
             gate=gate.to_dict(),
             evidence_at=now.isoformat(),
-            rows=later.data.n,
+            rows=evaluated.data.n,
         )
 
     def _gate(
@@ -221,10 +274,43 @@ class PolicyLifecycle:
         folder: Path,
         *,
         spec: PolicySpec,
-    ) -> tuple[GateResult, dict[str, float], dict[str, Path]]:
+        cutoff: TrainingCutoff | None,
+    ) -> tuple[GateResult, dict[str, float], dict[str, Path], DecisionLogs]:
+        """Gate the candidate on `later` (decisions it was not trained on), and also after the
+        champion's cut-off; returns the rows both were estimated on as well."""
         snapshot, lines = self.catalog.current()
+        training = {"candidate": training_window(cutoff)}
+        if champion is not None:
+            try:
+                champion_cutoff = self._cutoff(frame.key, champion.version)
+            except NotFoundError:
+                champion_cutoff = None
+            both = np.flatnonzero(later.unseen(champion_cutoff))
+            if both.size:
+                later = later.take(both)
+                training["champion"] = training_window(champion_cutoff)
+            else:
+                assert champion_cutoff is not None
+                training["champion"] = training_window(
+                    champion_cutoff,
+                    note=(
+                        f"version {champion.version} learned from every evaluation decision "
+                        f"({champion_cutoff.describe()}); the logged mean of what served stands "
+                        "in for it"
+                    ),
+                )
+                champion = None
         floors = {frame.key: spec.floor_share(frame.spec.exploration)}
-        target = replay_policies(later, {frame.key: candidate}, lines, floor_shares=floors)
+        costs = offer_costs(later, snapshot)
+        limits = {frame.key: frame.spec.guardrails.max_offer_cost_per_decision}
+        target = replay_policies(
+            later,
+            {frame.key: candidate},
+            lines,
+            floor_shares=floors,
+            costs=costs,
+            cost_limits=limits,
+        )
         targets = {"candidate": target}
         predictions = None
         estimator: SNIPS | DR = SNIPS()
@@ -238,7 +324,12 @@ class PolicyLifecycle:
         )
         if champion is not None:
             champion_target = replay_policies(
-                later, {frame.key: champion}, lines, floor_shares=floors
+                later,
+                {frame.key: champion},
+                lines,
+                floor_shares=floors,
+                costs=costs,
+                cost_limits=limits,
             )
             targets["champion"] = champion_target
             champion_estimate = estimator.estimate(
@@ -263,6 +354,7 @@ class PolicyLifecycle:
             ],
             out_dir=folder,
             fmt="html",
+            training=training,
         )
         (folder / "gate.json").write_text(json.dumps(gate.to_dict(), indent=2, default=str))
         metrics = {
@@ -280,7 +372,7 @@ class PolicyLifecycle:
                     key = f"segment_{segment['column']}_{segment['segment']}"
                     metrics[key.replace(" ", "_")] = value
         files = {p.name: p for p in folder.iterdir() if p.is_file()}
-        return gate, {k: float(v) for k, v in metrics.items() if np.isfinite(v)}, files
+        return gate, {k: float(v) for k, v in metrics.items() if np.isfinite(v)}, files, later
 
     def _guardrails(
         self, frame: FrameVersion, later: DecisionLogs, target: np.ndarray[Any, Any], snapshot: Any
@@ -481,6 +573,14 @@ class PolicyLifecycle:
                 outcome["promoted"] = True
             outcomes.append(outcome)
         return outcomes
+
+
+def _span(logs: DecisionLogs) -> tuple[str, str]:
+    """First and last decision time of the rows, as tags and audits name them."""
+    stamps = logs.data.timestamp
+    if stamps is None or len(stamps) == 0:
+        return "", ""
+    return str(stamps[0]), str(stamps[-1])
 
 
 def _mean_estimate(values: np.ndarray[Any, Any], *, name: str) -> Estimate:

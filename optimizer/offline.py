@@ -9,8 +9,8 @@ reward model for DM and DR.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +22,11 @@ from campaign_db import queries
 from campaign_db.catalog import CatalogSnapshot, split_signature
 from campaign_db.engine import session_scope
 from offline_eval import LoggedBandit
+from offline_eval.report import TrainingWindow
 from offline_eval.reward_models import Features
 from optimizer.features import ActionLines, shared_line
 from optimizer.policy import BanditPolicy
+from optimizer.serving import ONLINE_PREFIX
 from optimizer.spec import PolicySpec
 from optimizer.vw import RegressionModel
 
@@ -32,12 +34,169 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 SEGMENTS = ("health_class", "trigger", "channel", "frame_key")
 
 
+NO_SEQUENCE = -1
+
+
+@dataclass(frozen=True)
+class TrainingCutoff:
+    """The last decisions a policy learned from: the latest decision time of an offline
+    training slice and/or the last reward sequence an online learner consumed.
+
+    A decision is unseen by the policy only if it is after both. An offline candidate learned
+    from `until` and earlier; an online checkpoint from every final reward up to its cursor
+    (and, through its parent, from what that parent learned).
+    """
+
+    decided_until: datetime | None = None
+    reward_sequence: int | None = None
+    trained_from: datetime | None = None
+    rows: int | None = None
+
+    def merge(self, other: TrainingCutoff | None) -> TrainingCutoff:
+        """What a policy saw that learned from both (a checkpoint on top of its parent)."""
+        if other is None:
+            return self
+
+        def later(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else max(a, b)
+
+        def earlier(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else min(a, b)
+
+        return TrainingCutoff(
+            decided_until=later(self.decided_until, other.decided_until),
+            reward_sequence=later(self.reward_sequence, other.reward_sequence),
+            trained_from=earlier(self.trained_from, other.trained_from),
+            rows=None if self.rows is None or other.rows is None else self.rows + other.rows,
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.decided_until is not None:
+            parts.append(f"decisions until {self.decided_until.isoformat()}")
+        if self.reward_sequence is not None:
+            parts.append(f"final rewards up to sequence {self.reward_sequence}")
+        return " and ".join(parts) or "unknown decisions"
+
+    def to_tags(self) -> dict[str, str]:
+        """Registry tags of a version trained on this slice."""
+        tags = {}
+        if self.trained_from is not None:
+            tags["trained_from"] = self.trained_from.isoformat()
+        if self.decided_until is not None:
+            tags["trained_until"] = self.decided_until.isoformat()
+        if self.reward_sequence is not None:
+            tags["trained_through_sequence"] = str(self.reward_sequence)
+        return tags
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> TrainingCutoff | None:
+        """Read back `to_tags` (prefixed `campopt.`), or an online checkpoint's cursor; None
+        when the version says nothing about what it was trained on."""
+
+        def stamp(key: str) -> datetime | None:
+            value = tags.get(f"campopt.{key}")
+            return datetime.fromisoformat(value) if value else None
+
+        sequences = [
+            int(v)
+            for k in ("campopt.trained_through_sequence", "campopt.cursor")
+            if (v := tags.get(k, "")).isdigit()
+        ]
+        rows = tags.get("campopt.trained_rows", "")
+        cutoff = cls(
+            decided_until=stamp("trained_until"),
+            reward_sequence=max(sequences) if sequences else None,
+            trained_from=stamp("trained_from"),
+            rows=int(rows) if rows.isdigit() else None,
+        )
+        if cutoff.decided_until is None and cutoff.reward_sequence is None:
+            return None
+        return cutoff
+
+
+def training_window(cutoff: TrainingCutoff | None, *, note: str = "") -> TrainingWindow:
+    """How a report names what a policy was trained on."""
+    if cutoff is None:
+        return TrainingWindow(note=note or "the version does not record what it was trained on")
+    until = cutoff.decided_until.isoformat() if cutoff.decided_until else None
+    if until is None and cutoff.reward_sequence is not None:
+        until = f"reward sequence {cutoff.reward_sequence}"
+    return TrainingWindow(
+        trained_from=cutoff.trained_from.isoformat() if cutoff.trained_from else None,
+        until=until,
+        rows=cutoff.rows,
+        note=note,
+    )
+
+
+def version_cutoff(
+    version: str, tags_of: Callable[[str], Mapping[str, str] | None]
+) -> TrainingCutoff | None:
+    """A registered version's cut-off from its tags (`tags_of(version)`, None when unknown); an
+    online checkpoint also saw what its parents learned, so their cut-offs are merged in. A
+    database checkpoint's version (`online-<cursor>`) names its cursor."""
+    if version.startswith(ONLINE_PREFIX) and version.removeprefix(ONLINE_PREFIX).isdigit():
+        return TrainingCutoff(reward_sequence=int(version.removeprefix(ONLINE_PREFIX)))
+    tags = tags_of(version)
+    cutoff = None if tags is None else TrainingCutoff.from_tags(tags)
+    seen = {version}
+    while cutoff is not None and tags is not None and tags.get("campopt.source") == "online":
+        parent = tags.get("campopt.parent_version")
+        if not parent or parent in seen:
+            break
+        seen.add(parent)
+        tags = tags_of(parent)
+        if tags is None:  # a pruned parent: what is known stays
+            break
+        cutoff = cutoff.merge(TrainingCutoff.from_tags(tags))
+    return cutoff
+
+
 @dataclass(frozen=True)
 class DecisionLogs:
-    """A validated dataset plus what replaying VW policies needs: each row's feature snapshot."""
+    """A validated dataset plus what replaying VW policies needs: each row's feature snapshot,
+    and each row's reward sequence (`NO_SEQUENCE` where unknown) for training cut-offs."""
 
     data: LoggedBandit
     contexts: list[dict[str, Any]]
+    sequences: np.ndarray[Any, np.dtype[np.int64]] | None = field(default=None, compare=False)
+
+    @property
+    def decided_at(self) -> list[datetime]:
+        assert self.data.timestamp is not None
+        return [
+            datetime.fromisoformat(str(t)).replace(tzinfo=UTC)
+            for t in self.data.timestamp.astype("datetime64[us]")
+        ]
+
+    def cutoff(self) -> TrainingCutoff:
+        """What a policy trained on exactly these rows has seen."""
+        stamps = self.decided_at
+        sequence = None
+        if self.sequences is not None and (self.sequences != NO_SEQUENCE).any():
+            sequence = int(self.sequences.max())
+        return TrainingCutoff(
+            decided_until=max(stamps),
+            reward_sequence=sequence,
+            trained_from=min(stamps),
+            rows=self.data.n,
+        )
+
+    def unseen(self, cutoff: TrainingCutoff | None) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Rows a policy with this cut-off was not trained on (all rows when it is unknown)."""
+        keep = np.ones(self.data.n, dtype=bool)
+        if cutoff is None:
+            return keep
+        if cutoff.decided_until is not None:
+            limit = np.datetime64(cutoff.decided_until.astimezone(UTC).replace(tzinfo=None), "us")
+            assert self.data.timestamp is not None
+            keep &= self.data.timestamp.astype("datetime64[us]") > limit
+        if cutoff.reward_sequence is not None:
+            if self.sequences is None:
+                raise ValueError("sequences: the logs carry no reward sequences to cut at")
+            keep &= self.sequences > cutoff.reward_sequence
+        return keep
 
     @property
     def frame_keys(self) -> np.ndarray[Any, Any]:
@@ -46,24 +205,30 @@ class DecisionLogs:
 
     def take(self, rows: Sequence[int] | np.ndarray[Any, Any]) -> DecisionLogs:
         index = np.asarray(rows, dtype=np.int64)
-        return DecisionLogs(data=self.data.take(index), contexts=[self.contexts[i] for i in index])
+        return DecisionLogs(
+            data=self.data.take(index),
+            contexts=[self.contexts[i] for i in index],
+            sequences=None if self.sequences is None else self.sequences[index],
+        )
 
     def split(self, share: float) -> tuple[DecisionLogs, DecisionLogs]:
-        """(earlier, later) by time: `share` of the rows go to the later slice."""
+        """(earlier, later) by time: about `share` of the rows go to the later slice, and every
+        later decision is strictly after every earlier one (ties stay on one side), so a policy
+        trained on the earlier slice has a cut-off the later slice lies after."""
         if not 0.0 < share < 1.0:
             raise ValueError(f"share: must lie in (0, 1), got {share}")
         cut = round(self.data.n * (1.0 - share))
+        stamps = self.data.timestamp
+        if stamps is not None and 0 < cut < self.data.n:
+            boundary = stamps[cut - 1]
+            after = int(np.searchsorted(stamps, boundary, side="right"))
+            before = int(np.searchsorted(stamps, boundary, side="left"))
+            cut = after if after < self.data.n else before
         if cut == 0 or cut == self.data.n:
             raise ValueError(
                 f"share: {self.data.n} decisions cannot be split {1 - share:.0%}/{share:.0%}"
             )
         return self.take(np.arange(cut)), self.take(np.arange(cut, self.data.n))
-
-    @property
-    def sequences(self) -> np.ndarray[Any, Any]:
-        """Each row's reward sequence: the order in which the online learner learns them."""
-        assert self.data.context is not None
-        return np.asarray(self.data.context["sequence"], dtype=np.int64)
 
     def split_by_sequence(self, share: float) -> tuple[DecisionLogs, DecisionLogs, int]:
         """(earlier, later, cut_off): the earlier slice holds every row whose reward sequence is
@@ -72,6 +237,8 @@ class DecisionLogs:
         cursor has; evaluating it on the later slice never reuses a row it learned from."""
         if not 0.0 < share < 1.0:
             raise ValueError(f"share: must lie in (0, 1), got {share}")
+        if self.sequences is None or (self.sequences == NO_SEQUENCE).any():
+            raise ValueError("sequences: every row needs its reward sequence to split by it")
         order = np.argsort(self.sequences, kind="stable")
         cut = round(self.data.n * (1.0 - share))
         if cut == 0 or cut == self.data.n:
@@ -130,7 +297,6 @@ def load_decision_logs(
             ],
             "unsubscribed": [float(r.unsubscribed) for r in rows],
             "complained": [float(r.complained) for r in rows],
-            "sequence": [int(r.sequence) for r in rows],
         }
     )
     data = LoggedBandit(
@@ -147,7 +313,11 @@ def load_decision_logs(
         context=context,
         reward_range=(low, high),
     )
-    return DecisionLogs(data=data, contexts=[r.context for r in rows])
+    sequences = np.array(
+        [NO_SEQUENCE if r.reward_sequence is None else r.reward_sequence for r in rows],
+        dtype=np.int64,
+    )
+    return DecisionLogs(data=data, contexts=[r.context for r in rows], sequences=sequences)
 
 
 def replay_policies(
@@ -156,9 +326,18 @@ def replay_policies(
     lines: ActionLines,
     *,
     floor_shares: Mapping[str, float],
+    costs: FloatArray | None = None,
+    cost_limits: Mapping[str, float] | None = None,
 ) -> FloatArray:
-    """Each row's distribution under the policy of its frame, over the logged candidates."""
+    """Each row's distribution under the policy of its frame, over the logged candidates.
+
+    With `costs` (every logged candidate's offer cost, `offer_costs`) and the frames' cost
+    limits, each distribution is capped as serving caps it, so the estimate is of what would
+    be served."""
     data = logs.data
+    limits = cost_limits or {}
+    if costs is not None and len(costs) != data.n_candidates:
+        raise ValueError(f"costs: expected {data.n_candidates} values, got {len(costs)}")
     out = np.empty(data.n_candidates)
     frames = logs.frame_keys
     for i in range(data.n):
@@ -171,6 +350,8 @@ def replay_policies(
             shared_line(logs.contexts[i]),
             candidates,
             floor_share=floor_shares.get(str(frames[i]), policy.spec.min_probability_share),
+            costs=None if costs is None else costs[start:end],
+            max_expected_cost=limits.get(str(frames[i])),
         )
     return out
 

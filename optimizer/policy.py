@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.cost_limit import cap_expected_cost
 from optimizer.spec import PolicySpec
 from optimizer.vw import CBModel
 
@@ -85,14 +86,26 @@ class BanditPolicy:
         return self.examples_learned > 0
 
     def distribution(
-        self, shared: str, actions: Sequence[str], *, floor_share: float
+        self,
+        shared: str,
+        actions: Sequence[str],
+        *,
+        floor_share: float,
+        costs: FloatArray | None = None,
+        max_expected_cost: float | None = None,
     ) -> FloatArray:
+        """The pmf over `actions`; with `costs` and `max_expected_cost`, capped so that its
+        expected offer cost stays within the frame's limit (`optimizer.cost_limit`)."""
         k = len(actions)
         if k == 0:
             raise ValueError("candidates: a distribution needs at least one candidate")
         if not self.trained or k == 1:
-            return np.full(k, 1.0 / k)
-        return mix_with_uniform(self.model.predict(shared, actions), floor_share)
+            pmf = np.full(k, 1.0 / k)
+        else:
+            pmf = mix_with_uniform(self.model.predict(shared, actions), floor_share)
+        if costs is not None and max_expected_cost is not None:
+            pmf = cap_expected_cost(pmf, costs, max_expected_cost)
+        return pmf
 
     def choose(
         self,
@@ -101,8 +114,16 @@ class BanditPolicy:
         *,
         decision_id: uuid.UUID,
         floor_share: float,
+        costs: FloatArray | None = None,
+        max_expected_cost: float | None = None,
     ) -> Choice:
-        distribution = self.distribution(shared, actions, floor_share=floor_share)
+        distribution = self.distribution(
+            shared,
+            actions,
+            floor_share=floor_share,
+            costs=costs,
+            max_expected_cost=max_expected_cost,
+        )
         seed = seed_from_id(decision_id)
         index = sample_index(distribution, seed)
         return Choice(

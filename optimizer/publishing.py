@@ -25,7 +25,7 @@ from optimizer.policy import BanditPolicy
 from optimizer.serving import CatalogCache, ServedVersion, StoredModel
 
 if TYPE_CHECKING:
-    from optimizer.registry import PolicyRegistry
+    from optimizer.registry import PolicyRegistry, VersionInfo
 
 log = logging.getLogger("campopt.publishing")
 
@@ -81,6 +81,9 @@ class ApprovedSource:
 
     def ping(self) -> bool:
         return self.registry.ping()
+
+    def version_info(self, name: str, version: str) -> VersionInfo:
+        return self.registry.version_info(name, version)
 
 
 def make_serving(

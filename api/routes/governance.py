@@ -54,6 +54,16 @@ class FrameOut(BaseModel):
     versions: list[FrameVersionOut]
 
 
+class SpendOut(BaseModel):
+    """Offer cost of the frame's policy decisions (contact or not) in the guardrail window."""
+
+    window_days: float
+    decisions: int
+    offer_cost: float
+    offer_cost_per_decision: float | None
+    max_offer_cost_per_decision: float
+
+
 class FrameStatusOut(BaseModel):
     key: str
     active_version: int | None
@@ -61,6 +71,7 @@ class FrameStatusOut(BaseModel):
     mode_reason: str
     mode_since: datetime | None
     health: dict[str, Any] | None
+    spend: SpendOut | None = None
     champion: str | None = Field(description="The policy version the service serves.")
     champion_alias_tampered: str | None = Field(
         default=None,
@@ -117,7 +128,8 @@ def list_frames(_key: ReadKey, services: ServicesDep) -> list[FrameOut]:
 
 @router.get("/v1/frames/{key}/status", response_model=FrameStatusOut, responses=ERROR_RESPONSES)
 def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameStatusOut:
-    """Mode (normal, or safe after a kill switch), live guardrail metrics and the champion."""
+    """Mode (normal, or safe after a kill switch), live guardrail metrics, offer cost per
+    decision against the frame's limit, and the champion."""
     services.catalog.refresh()
     snapshot, _ = services.catalog.current()
     with session_scope(services.engine) as session:
@@ -127,14 +139,23 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
         raise NotFoundError("key", f"no frame {key!r}")
     frame = next((f for f in snapshot.frames if f.key == key), None)
     health = None
+    spend = None
     if frame is not None:
-        health = guardrails.frame_health(
+        measured = guardrails.frame_health(
             services.engine,
             frame,
             now=utcnow(),
             window=timedelta(days=services.settings.guardrail_window_days),
             mode=state.mode if state else "normal",
-        ).to_dict()
+        )
+        health = measured.to_dict()
+        spend = SpendOut(
+            window_days=measured.window_days,
+            decisions=measured.decisions,
+            offer_cost=measured.offer_cost,
+            offer_cost_per_decision=measured.offer_cost_per_decision,
+            max_offer_cost_per_decision=frame.spec.guardrails.max_offer_cost_per_decision,
+        )
     serving = serving_states(services.engine).get(key) if services.source is not None else None
     return FrameStatusOut(
         key=key,
@@ -143,6 +164,7 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
         mode_reason=state.reason if state else "",
         mode_since=state.changed_at if state else None,
         health=health,
+        spend=spend,
         champion=serving.version if serving else None,
         champion_alias_tampered=serving.tampered_alias if serving else None,
     )

@@ -129,3 +129,34 @@ def test_a_log_with_a_bad_probability_names_the_field(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "logged_probability" in result.output
     assert "1 of 2 rows" in result.output
+
+
+def test_champion_is_never_replayed_on_decisions_it_learned_from(
+    demo_run: Any, tmp_path: Path
+) -> None:
+    """The demo's online champions consumed every final reward (their cursor covers the whole
+    log): replaying them on it would grade them on their own training data. They are left out,
+    the report says why, and the trained spec's training window ends before the evaluation's."""
+    from api.evaluation import LogFilters, evaluate_database
+    from campaign_db.engine import create_engine_from_url
+    from optimizer.serving import CheckpointSource
+
+    engine = create_engine_from_url(url(demo_run))
+    source = CheckpointSource(engine)
+    report = evaluate_database(
+        engine,
+        filters=LogFilters(),
+        out=tmp_path / "eval",
+        fmt="markdown",
+        later_share=0.5,
+        source=source,
+    )
+    assert "champion" not in {p["policy"] for p in report["policies"]}
+    assert any("learned from every evaluation decision" in w for w in report["warnings"])
+    (window,) = [w for w in report["windows"] if w["policy"] == "trained_spec"]
+    assert window["trained_until"] is not None
+    assert window["evaluated_from"] is not None
+    assert window["trained_until"] < window["evaluated_from"]
+    assert window["trained_rows"] + window["evaluated_rows"] > window["evaluated_rows"]
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert f"until {window['trained_until']}" in text

@@ -28,6 +28,7 @@ from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory
 from optimizer.decisions import DecisionRequest
+from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
@@ -280,3 +281,32 @@ def test_the_whole_lifecycle(world: Settings) -> None:
         assert approval["details"]["reason"] == "wider exploration for the winter campaign"
         kill = client.get("/v1/audit?action=frame.kill_switch").json()[0]
         assert kill["details"]["rollback"] == v_bad
+
+
+def test_versions_are_evaluated_only_after_their_training_cutoff(world: Settings) -> None:
+    with TestClient(create_app(world)) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        lifecycle = services.lifecycle()
+
+        # a trained candidate records its cut-off, and its evidence starts after it
+        trained = lifecycle.train(FRAME, actor="ds")
+        tags = services.source.version_info(FRAME, trained.version).tags
+        cutoff = datetime.fromisoformat(tags["campopt.trained_until"])
+        evaluated_from = datetime.fromisoformat(tags["campopt.data_from"]).replace(tzinfo=UTC)
+        assert cutoff < evaluated_from
+        assert int(tags["campopt.trained_rows"]) + int(tags["campopt.evaluated_rows"]) <= 1600
+
+        # a version trained on every decision has nothing left to be evaluated on
+        snapshot, lines = services.catalog.current()
+        logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+        frame = next(f for f in snapshot.frames if f.key == FRAME)
+        policy = train_policies(logs, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
+        everything = services.source.register(
+            policy,
+            action_lines={s: lines[a] for s, a in snapshot.actions.items()},
+            floor_share=0.05,
+            source="offline",
+            tags=logs.cutoff().to_tags(),
+        )
+        with pytest.raises(ConflictError, match="no later decision has a final reward"):
+            lifecycle.evaluate(FRAME, str(everything), actor="ds")

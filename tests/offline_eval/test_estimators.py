@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def test_constant_reward_is_recovered_by_snips_sndr_and_dr_with_a_right_model(
     seed: int, constant: float, model: float
 ) -> None:
     """SNIPS gives c for any weights, SNDR for any constant reward model, DR only when the model
-    predicts c; IPS gives c times the mean weight (exact only in expectation)."""
+    predicts c; unclipped IPS gives c times the mean weight (exact only in expectation)."""
     rng = np.random.default_rng(seed)
     data = random_log(rng, 200, reward=np.full(200, constant))
     wrong = np.full(data.n_candidates, model)
@@ -61,7 +62,7 @@ def test_constant_reward_is_recovered_by_snips_sndr_and_dr_with_a_right_model(
     assert SNIPS().estimate(data).value == pytest.approx(constant, abs=1e-9)
     assert SNDR().estimate(data, predictions=wrong).value == pytest.approx(constant, abs=1e-9)
     assert DR().estimate(data, predictions=right).value == pytest.approx(constant, abs=1e-9)
-    ips = IPS().estimate(data).value
+    ips = IPS(clip=False).estimate(data).value
     assert ips == pytest.approx(constant * float(np.mean(data.importance_weights)), abs=1e-9)
 
 
@@ -291,3 +292,94 @@ def test_estimate_serialises_without_nan() -> None:
     payload = IPS().estimate(one).to_dict()
     assert payload["ci_low"] is None
     json.dumps(payload, allow_nan=False)
+
+
+def _lucky_log(n: int = 40) -> LoggedBandit:
+    """Binary rewards where the target always picks the rarely logged action that converted:
+    IPS and DR overshoot 1, a conversion rate no policy can beat."""
+    offsets = np.arange(0, 2 * n + 1, 2)
+    chosen = np.array([0] * 5 + [1] * (n - 5))
+    logging = np.tile([0.1, 0.9], n)
+    return LoggedBandit(
+        offsets=offsets,
+        action_ids=np.tile([0, 1], n),
+        chosen_index=chosen,
+        logged_probability=logging[offsets[:-1] + chosen],
+        reward=np.where(chosen == 0, 1.0, 0.0),
+        logging_probabilities=logging,
+        target_probabilities=np.tile([1.0, 0.0], n),
+        reward_range=(0.0, 1.0),
+    )
+
+
+@pytest.mark.parametrize("estimator", [IPS(), DR()], ids=lambda e: e.name)
+def test_estimate_above_the_reward_range_is_clipped_and_keeps_its_raw_value(
+    estimator: Estimator,
+) -> None:
+    data = _lucky_log()
+    predictions = np.full(data.n_candidates, 0.5)
+    unclipped = replace(estimator, clip=False).estimate(data, predictions=predictions)
+    assert unclipped.value > 1.0  # the defect: a conversion rate above 1
+    estimate = estimator.estimate(data, predictions=predictions)
+    assert estimate.value == 1.0
+    assert 0.0 <= estimate.ci_low <= estimate.ci_high <= 1.0
+    assert estimate.clipped
+    assert estimate.raw == (unclipped.value, unclipped.ci_low, unclipped.ci_high)
+    assert estimate.value_range == (0.0, 1.0)
+    payload = estimate.to_dict()
+    assert payload["clipped"] is True
+    assert payload["raw_value"] == pytest.approx(unclipped.value)
+    assert estimate.clip_note is not None
+    assert "clipped" in estimate.clip_note
+
+
+@pytest.mark.parametrize("estimator", ALL, ids=lambda e: e.name)
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds, n=st.integers(min_value=2, max_value=60))
+def test_every_estimate_and_interval_stays_in_the_reward_range(
+    estimator: Estimator, seed: int, n: int
+) -> None:
+    """However small the log, value and interval lie in the range the rewards can take; an
+    estimate that needed no clipping keeps no raw copy."""
+    rng = np.random.default_rng(seed)
+    data = random_log(rng, n, max_candidates=3, reward_range=(0.0, 1.0))
+    predictions = rng.uniform(-0.5, 1.5, size=data.n_candidates)
+    estimate = estimator.estimate(data, predictions=predictions)
+    for x in (estimate.value, estimate.ci_low, estimate.ci_high):
+        assert not np.isfinite(x) or 0.0 <= x <= 1.0
+    if estimate.raw is None:
+        raw = replace(estimator, clip=False).estimate(data, predictions=predictions)
+        assert (raw.value, raw.ci_low, raw.ci_high) == (
+            estimate.value,
+            estimate.ci_low,
+            estimate.ci_high,
+        )
+
+
+def test_difference_to_logging_is_clipped_to_the_width_of_the_reward_range() -> None:
+    data = _lucky_log()
+    difference = VersusLogging(base=IPS()).estimate(data)
+    assert -1.0 <= difference.ci_low <= difference.value <= difference.ci_high <= 1.0
+    assert difference.value_range == (-1.0, 1.0)
+
+
+def test_without_a_given_range_the_observed_rewards_bound_the_estimate() -> None:
+    data = _lucky_log().with_reward(_lucky_log().reward, reward_range=None)
+    assert data.reward_range is None
+    estimate = IPS().estimate(data)
+    assert estimate.value_range == (0.0, 1.0)
+    assert estimate.value == 1.0
+
+
+def test_clipped_estimates_by_group_equal_clipped_estimates_on_each_subset(
+    rng: np.random.Generator,
+) -> None:
+    data = random_log(rng, 120, rewards="normal")
+    codes, names = segment_codes(data, "health_class")
+    grouped = estimate_by_group(IPS(), data, codes=codes, n_groups=len(names))
+    for g in range(len(names)):
+        alone = IPS().estimate(data.take(np.flatnonzero(codes == g)))
+        assert (grouped[g].value, grouped[g].ci_low, grouped[g].ci_high) == pytest.approx(
+            (alone.value, alone.ci_low, alone.ci_high), rel=1e-10
+        )
+        assert grouped[g].value_range == alone.value_range

@@ -1,0 +1,54 @@
+"""Decisions served through the real decision service, for tests that need a live log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from campaign_db.models import CustomerUpsert
+from optimizer import customers
+from optimizer.customers import ConsentUpdate
+from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.serving import CatalogCache, PolicyPool
+
+CHANNELS = ["email", "sms", "app_push"]
+
+
+def serve_churn_decisions(
+    engine: Engine, *, customers_n: int, start: datetime, prefix: str = "d"
+) -> list[DecisionAnswer]:
+    """One churn-prevention decision (trigger health_c_to_d) for each of `customers_n` new
+    class D customers with consent on email, SMS and app push, a minute apart from `start`."""
+    ids = [f"{prefix}{i}" for i in range(customers_n)]
+    for customer_id in ids:
+        customers.upsert_customer(
+            engine,
+            customer_id=customer_id,
+            data=CustomerUpsert(health_class="D", language="de", time_zone="Europe/Berlin"),
+        )
+        for channel in CHANNELS:
+            customers.set_consent(
+                engine,
+                customer_id=customer_id,
+                channel=channel,
+                update=ConsentUpdate(granted=True, changed_at=start - timedelta(days=1)),
+            )
+    service = DecisionService(
+        engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
+    )
+    try:
+        return [
+            service.decide(
+                DecisionRequest(
+                    request_id=f"{prefix}-q{i}",
+                    customer_id=customer_id,
+                    trigger="health_c_to_d",
+                    channels=CHANNELS,
+                    now=start + timedelta(minutes=i),
+                )
+            )
+            for i, customer_id in enumerate(ids)
+        ]
+    finally:
+        service.close()
