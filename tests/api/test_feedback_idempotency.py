@@ -168,3 +168,18 @@ def test_reused_conversion_id_with_other_content_is_a_conflict(
         stored = session.get(Conversion, "c-reused")
         assert stored is not None
         assert (stored.customer_id, stored.value) == (answer["customer_id"], 5.0)
+
+
+def test_concurrent_duplicate_conversion_posts_answer_202_once_and_200_otherwise(
+    client: TestClient,
+) -> None:
+    answer = contact_decision(client, "race-http")
+    when = send_at(answer) + timedelta(days=1)
+    for round_ in range(ROUNDS):
+        responses = run_together(
+            lambda round_=round_: conversion(
+                client, f"race-http-{round_}", answer["customer_id"], when
+            )
+        )
+        assert sorted(r.status_code for r in responses) == [200] * (THREADS - 1) + [202]
+        assert {r.json()["decision_id"] for r in responses} == {answer["decision_id"]}
