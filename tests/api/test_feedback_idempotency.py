@@ -183,3 +183,17 @@ def test_concurrent_duplicate_conversion_posts_answer_202_once_and_200_otherwise
         )
         assert sorted(r.status_code for r in responses) == [200] * (THREADS - 1) + [202]
         assert {r.json()["decision_id"] for r in responses} == {answer["decision_id"]}
+
+
+def test_repeated_event_with_another_time_is_a_conflict(client: TestClient) -> None:
+    answer = contact_decision(client, "reuse-time")
+    url = f"/v1/decisions/{answer['decision_id']}/events"
+    at = send_at(answer)
+    first = {"kind": "opened", "event_id": "e-t", "occurred_at": at.isoformat()}
+    assert client.post(url, json=first).json()["duplicate"] is False
+    assert client.post(url, json=first).json()["duplicate"] is True
+    assert client.post(url, json={"kind": "opened", "event_id": "e-t"}).json()["duplicate"]
+    later = {**first, "occurred_at": (at + timedelta(minutes=5)).isoformat()}
+    reused = client.post(url, json=later)
+    assert reused.status_code == 409, reused.text
+    assert reused.json()["problems"][0]["field"] == "event_id"
