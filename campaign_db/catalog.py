@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,6 +122,82 @@ def _line_map(node: yaml.Node, path: Loc = ()) -> dict[Loc, int]:
     return lines
 
 
+MAX_CATALOG_FILE_BYTES = 4 * 2**20
+"""A larger catalog file is refused before it is read (the example's largest is 16 KB)."""
+MAX_CATALOG_NODES = 100_000
+"""YAML nodes in a whole catalog, each alias counted as the nodes it stands for. Bounds the
+memory and time of parsing, line maps and validation (the example catalog has about 1,300);
+without it a few lines of nested aliases ("billion laughs") expand to billions of nodes."""
+MAX_CATALOG_DEPTH = 64
+"""Nesting depth of a catalog file (the format needs 6); deeper would exhaust the recursion."""
+
+
+class _Refused(yaml.YAMLError):
+    """A catalog file refused before or while parsing, with the line where that happened."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, counting the nodes it composes as if aliases were expanded."""
+
+    def __init__(self, stream: str, *, nodes: int) -> None:
+        super().__init__(stream)
+        self.nodes_left = nodes
+        self._sizes: dict[int, int] = {}
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(str(event.anchor))
+            if target is not None:
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise _Refused(f"alias *{event.anchor} refers to itself", line)
+                self._spend(size, line)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_CATALOG_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_CATALOG_DEPTH} levels", line)
+        before = self.nodes_left
+        self._spend(1, line)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is not None:
+            self._sizes[id(node)] = before - self.nodes_left
+        return node
+
+    def _spend(self, nodes: int, line: int) -> None:
+        self.nodes_left -= nodes
+        if self.nodes_left < 0:
+            raise _Refused(
+                f"more than {MAX_CATALOG_NODES} YAML nodes with aliases expanded; refused", line
+            )
+
+
+def _read_limited(file: Path) -> str:
+    """The file's text, refusing devices, pipes and folders (by `stat`, before opening, and
+    again on the opened file) and files above `MAX_CATALOG_FILE_BYTES`."""
+    if not stat.S_ISREG(file.stat().st_mode):
+        raise _Refused("not a regular file; refused")
+    descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused("not a regular file; refused")
+        content = handle.read(MAX_CATALOG_FILE_BYTES + 1)
+    if len(content) > MAX_CATALOG_FILE_BYTES:
+        raise _Refused(f"larger than the limit of {MAX_CATALOG_FILE_BYTES} bytes; refused")
+    return content.decode("utf-8")
+
+
 def _catalog_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
@@ -137,12 +215,20 @@ def read_catalog(path: str | Path) -> CatalogSpec:
     merged: dict[str, list[Any]] = {section: [] for section in SECTIONS}
     source.origins = {section: [] for section in SECTIONS}
     problems: list[Problem] = []
+    nodes_left = MAX_CATALOG_NODES
     for file in _catalog_files(Path(path)):
         name = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            loader = _BoundedLoader(_read_limited(file), nodes=nodes_left)
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+                nodes_left = loader.nodes_left
+            finally:
+                loader.dispose()
+        except _Refused as exc:
+            problems.append(Problem(name, exc.line, "", exc.message))
+            continue
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None

@@ -13,6 +13,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,9 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, so an erased customer's id does not stay
+        # readable in free space of the file (many builds default to this; not all do).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         if not autocheckpoint:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
@@ -229,6 +233,31 @@ class Checkpointer:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+def truncate_wal(engine: Engine, *, attempts: int = 20, pause: float = 0.05) -> bool:
+    """Copy SQLite's WAL into the database and empty the file; True when done. No-op on
+    PostgreSQL.
+
+    After an erasure the WAL still holds the pages as they were before, with the raw customer
+    id, until a checkpoint overwrites them. A reader still working on an older snapshot makes
+    the checkpoint give up; it is tried again `attempts` times.
+    """
+    if not is_sqlite(engine):
+        return True
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(pause)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            row = cursor.fetchone()
+        finally:
+            raw.close()
+        if row is not None and row[0] == 0:
+            return True
+    return False
 
 
 _SQLITE_WRITERS: dict[str, threading.Lock] = {}

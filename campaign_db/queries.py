@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Table, bindparam, case, func, or_, text, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from campaign_db.models import (
@@ -239,8 +241,12 @@ _DECISION_OUTCOME = (
     )
     .where(_logs.c.id == bindparam("decision_id"))
 )
-_EVENT_SEEN = (
-    _events.select().with_only_columns(_events.c.id).where(_events.c.event_key == bindparam("key"))
+_STORED_EVENT = (
+    _events.select()
+    .with_only_columns(
+        _events.c.decision_id, _events.c.kind, _events.c.occurred_at, _events.c.received_at
+    )
+    .where(_events.c.event_key == bindparam("key"))
 )
 _INSERT_EVENT = _events.insert()
 _SET_FLAG = {
@@ -264,10 +270,21 @@ _CONTACT_FAILED = (
 )
 _STORED_CONVERSION = (
     _conversions.select()
-    .with_only_columns(_conversions.c.status, _conversions.c.decision_id)
+    .with_only_columns(
+        _conversions.c.status,
+        _conversions.c.decision_id,
+        _conversions.c.customer_id,
+        _conversions.c.kind,
+        _conversions.c.value,
+        _conversions.c.occurred_at,
+    )
     .where(_conversions.c.conversion_id == bindparam("conversion_id"))
 )
-_INSERT_CONVERSION = _conversions.insert()
+_CONVERSION_LATE = (
+    update(_conversions)
+    .where(_conversions.c.conversion_id == bindparam("late_id"))
+    .values(status="late")
+)
 _LAST_TOUCH = (
     _logs.select()
     .with_only_columns(_rewards.c.decision_id)
@@ -306,14 +323,48 @@ def reward_of(session: Session, *, decision_id: uuid.UUID) -> Reward | None:
     return session.get(Reward, decision_id)
 
 
-def insert_delivery_event(session: Session, *, event: dict[str, Any]) -> bool:
-    """Store an event (columns of `DeliveryEvent`); False if its `event_key` was seen before."""
-    connection = session.connection()
+def _insert_unless_taken(session: Session, table: Table, key: str, row: dict[str, Any]) -> bool:
+    """Insert `row` unless its unique `key` is taken; False if it was.
+
+    `ON CONFLICT DO NOTHING` rather than read-then-insert: on PostgreSQL a concurrent insert of
+    the same key waits for the other transaction to end and then does nothing, instead of
+    failing with a unique violation. (SQLite serialises writers; the statement is the same.)
+    """
+    statement = _insert_unless_taken_statement(session.get_bind().dialect.name, table, key)
+    return session.connection().execute(statement, row).first() is not None
+
+
+@functools.cache
+def _insert_unless_taken_statement(dialect: str, table: Table, key: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # RETURNING, not rowcount: psycopg reports -1 for this statement
+    return (
+        insert(table).on_conflict_do_nothing(index_elements=[table.c[key]]).returning(table.c[key])
+    )
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """The event already stored under an `event_key`."""
+
+    decision_id: uuid.UUID
+    kind: str
+    occurred_at: datetime
+    received_at: datetime
+
+
+def insert_delivery_event(session: Session, *, event: dict[str, Any]) -> StoredEvent | None:
+    """Store an event (columns of `DeliveryEvent`); if its `event_key` is taken, store nothing
+    and return the event stored under it (committed, also by a concurrent request)."""
     key = event.get("event_key")
-    if key is not None and connection.execute(_EVENT_SEEN, {"key": key}).first() is not None:
-        return False
-    connection.execute(_INSERT_EVENT, event)
-    return True
+    if key is None:
+        session.connection().execute(_INSERT_EVENT, event)
+        return None
+    while not _insert_unless_taken(session, _events, "event_key", event):
+        row = session.connection().execute(_STORED_EVENT, {"key": key}).first()
+        if row is not None:
+            return StoredEvent(row[0], row[1], row[2], row[3])  # else purged in between
+    return None
 
 
 def update_reward_flags(session: Session, *, decision_id: uuid.UUID, **flags: bool) -> None:
@@ -334,16 +385,36 @@ def mark_contact_failed(session: Session, *, decision_id: uuid.UUID) -> None:
     session.connection().execute(_CONTACT_FAILED, {"contact_of": decision_id})
 
 
-def stored_conversion(
-    session: Session, *, conversion_id: str
-) -> tuple[str, uuid.UUID | None] | None:
-    """(status, decision id) of a conversion already recorded."""
+@dataclass(frozen=True)
+class StoredConversion:
+    """A conversion already recorded under its `conversion_id`."""
+
+    status: str
+    decision_id: uuid.UUID | None
+    customer_id: str
+    kind: str
+    value: float
+    occurred_at: datetime
+
+
+def stored_conversion(session: Session, *, conversion_id: str) -> StoredConversion | None:
     row = session.connection().execute(_STORED_CONVERSION, {"conversion_id": conversion_id}).first()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else StoredConversion(*row)
 
 
-def insert_conversion(session: Session, *, conversion: dict[str, Any]) -> None:
-    session.connection().execute(_INSERT_CONVERSION, conversion)
+def insert_conversion(session: Session, *, conversion: dict[str, Any]) -> StoredConversion | None:
+    """Store a conversion (columns of `Conversion`); if its id is taken, store nothing and
+    return the conversion stored under it (committed, also by a concurrent request)."""
+    while not _insert_unless_taken(session, _conversions, "conversion_id", conversion):
+        stored = stored_conversion(session, conversion_id=conversion["conversion_id"])
+        if stored is not None:
+            return stored  # else purged in between: the id is free again
+    return None
+
+
+def mark_conversion_late(session: Session, *, conversion_id: str) -> None:
+    """A conversion whose decision's reward was already final when it arrived."""
+    session.connection().execute(_CONVERSION_LATE, {"late_id": conversion_id})
 
 
 def last_touch(session: Session, *, customer_id: str, occurred_at: datetime) -> uuid.UUID | None:

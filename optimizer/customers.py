@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.engine import session_scope
+from campaign_db.engine import session_scope, truncate_wal
 from campaign_db.models import AuditLog, Channel, Customer, CustomerPublic, CustomerUpsert
 from campaign_db.types import NulFreeStr, utcnow
 from optimizer.errors import NotFoundError
+
+log = logging.getLogger("campopt.customers")
 
 
 class ConsentUpdate(BaseModel):
@@ -101,13 +104,16 @@ class ErasureResult(BaseModel):
 
 def erase_customer(engine: Engine, *, customer_id: str, salt: str, actor: str) -> ErasureResult:
     """GDPR erasure: profile, consents, contact history, usage and outbox entries are deleted;
-    decision logs and conversions keep their statistics under a pseudonym."""
+    decision logs and conversions keep their statistics under a pseudonym. On SQLite the WAL
+    is emptied afterwards, so the raw id does not linger there."""
     with session_scope(engine, write=True) as session:
         erased = queries.erase_customer(
             session, customer_id=customer_id, salt=salt, actor=actor, now=utcnow()
         )
     if not erased:
         raise NotFoundError("customer_id", f"unknown customer {customer_id!r}")
+    if not truncate_wal(engine):
+        log.warning("erasure committed, but the SQLite WAL could not be emptied: readers busy")
     return ErasureResult(
         customer_id=customer_id, pseudonym=queries.pseudonym(customer_id, salt), erased=True
     )

@@ -4,7 +4,8 @@ Delivery events mark a contact sent (or failed); unsubscribes and complaints are
 signals and revoke that channel's consent. Conversions are attributed to the customer's decision
 whose attribution window holds them, last touch first; a conversion in a window that has already
 closed is kept and counted as late. Everything is idempotent: a repeated event key or conversion
-id changes nothing.
+id changes nothing and gets the first answer, also when the repeats arrive concurrently; a key
+reused for another event or conversion is a conflict.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ EventKind = Literal[
 ]
 SENT_KINDS = {"sent", "delivered", "opened", "clicked"}
 FAILED_KINDS = {"bounced", "failed"}
+REVOKING_KINDS = {"unsubscribed", "complained"}
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")]
 
 
@@ -91,10 +93,31 @@ def record_events(
     events: list[tuple[uuid.UUID, DeliveryEventIn]],
     now: datetime | None = None,
 ) -> list[DeliveryEventResult]:
-    """Record several events in one transaction (all or none)."""
+    """Record several events in one transaction (all or none).
+
+    An `event_id` already used for another decision or kind is a conflict and nothing is
+    recorded, except that unsubscribes and complaints in the batch still revoke consent: the
+    customer's wish does not depend on the caller's bookkeeping of ids.
+    """
     now = now or utcnow()
-    with session_scope(engine, write=True) as session:
-        return [_record_event(session, decision_id, event, now) for decision_id, event in events]
+    try:
+        with session_scope(engine, write=True) as session:
+            return [
+                _record_event(session, decision_id, event, now) for decision_id, event in events
+            ]
+    except EventKeyConflictError:
+        revoking = [(d, e) for d, e in events if e.kind in REVOKING_KINDS]
+        if revoking:
+            with session_scope(engine, write=True) as session:
+                for decision_id, event in revoking:
+                    decision = queries.decision_outcome(session, decision_id=decision_id)
+                    if decision is not None:
+                        _revoke_consent(session, decision, event, now)
+        raise
+
+
+class EventKeyConflictError(ConflictError):
+    """An `event_id` that was already used for another decision or another kind of event."""
 
 
 def _record_event(
@@ -116,7 +139,8 @@ def _record_event(
             "event_key": event.event_id,
         },
     )
-    if not stored:
+    if stored is not None:
+        _check_same_event(stored, decision_id, event)
         return DeliveryEventResult(decision_id=decision_id, kind=event.kind, duplicate=True)
     if event.kind in SENT_KINDS:
         queries.update_reward_flags(session, decision_id=decision_id, sent=True)
@@ -131,26 +155,56 @@ def _record_event(
             "complained": event.kind == "complained",
         }
         queries.update_reward_flags(session, decision_id=decision_id, **flags)
-        channel = decision.channel
-        if channel:
-            queries.set_consent(
-                session,
-                customer_id=decision.customer_id,
-                channel_key=channel,
-                granted=False,
-                source=event.kind,
-                at=event.occurred_at or now,
-            )
-            session.add(
-                AuditLog(
-                    at=now,
-                    actor="channel system",
-                    action="consent.revoke",
-                    subject=f"{decision.customer_id}/{channel}",
-                    details={"reason": event.kind, "decision_id": str(decision_id)},
-                )
-            )
+        _revoke_consent(session, decision, event, now)
     return DeliveryEventResult(decision_id=decision_id, kind=event.kind, duplicate=False)
+
+
+def _check_same_event(
+    stored: queries.StoredEvent, decision_id: uuid.UUID, event: DeliveryEventIn
+) -> None:
+    """A repeat of the same event is a duplicate; another event under its id is a conflict.
+    A time is compared only when both requests gave one (a stored time equal to its receipt
+    time was filled in by the server)."""
+    same_time = (
+        event.occurred_at is None
+        or stored.occurred_at == stored.received_at
+        or stored.occurred_at == event.occurred_at
+    )
+    if stored.decision_id == decision_id and stored.kind == event.kind and same_time:
+        return
+    if stored.decision_id == decision_id and stored.kind == event.kind:
+        used = f"the same event at {stored.occurred_at.isoformat()}"
+    else:
+        used = f"the {stored.kind!r} event of decision {stored.decision_id}"
+    message = f"{event.event_id!r} was already used for {used}; send this event with a new event_id"
+    if event.kind in REVOKING_KINDS:
+        message += " (the channel's consent is revoked all the same)"
+    raise EventKeyConflictError("event_id", message)
+
+
+def _revoke_consent(
+    session: Session, decision: queries.DecisionOutcome, event: DeliveryEventIn, now: datetime
+) -> None:
+    channel = decision.channel
+    if not channel:
+        return
+    queries.set_consent(
+        session,
+        customer_id=decision.customer_id,
+        channel_key=channel,
+        granted=False,
+        source=event.kind,
+        at=event.occurred_at or now,
+    )
+    session.add(
+        AuditLog(
+            at=now,
+            actor="channel system",
+            action="consent.revoke",
+            subject=f"{decision.customer_id}/{channel}",
+            details={"reason": event.kind, "decision_id": str(decision.decision_id)},
+        )
+    )
 
 
 def record_conversion(
@@ -188,13 +242,7 @@ def _record_conversion(
 ) -> ConversionResult:
     stored = queries.stored_conversion(session, conversion_id=conversion.conversion_id)
     if stored is not None:
-        return ConversionResult(
-            conversion_id=conversion.conversion_id,
-            status=stored[0],
-            decision_id=stored[1],
-            duplicate=True,
-        )
-    status: ConversionStatus = "unattributed"
+        return _repeated_conversion(stored, conversion, salt)
     customer_id = conversion.customer_id
     decision_id = queries.last_touch(
         session, customer_id=customer_id, occurred_at=conversion.occurred_at
@@ -206,15 +254,10 @@ def _record_conversion(
             decision_id = queries.last_touch(
                 session, customer_id=alias, occurred_at=conversion.occurred_at
             )
-    if decision_id is not None:
-        if queries.add_conversion_to_reward(
-            session, decision_id=decision_id, value=conversion.value
-        ):
-            status = "attributed"
-        else:
-            queries.count_late_conversion(session, decision_id=decision_id)
-            status = "late"
-    queries.insert_conversion(
+    status: ConversionStatus = "unattributed" if decision_id is None else "attributed"
+    # The row goes in before the reward is touched: a concurrent duplicate waits here for this
+    # transaction and then finds the row, and never counts the conversion twice.
+    stored = queries.insert_conversion(
         session,
         conversion={
             "conversion_id": conversion.conversion_id,
@@ -227,11 +270,51 @@ def _record_conversion(
             "status": status,
         },
     )
+    if stored is not None:
+        return _repeated_conversion(stored, conversion, salt)
+    if decision_id is not None and not queries.add_conversion_to_reward(
+        session, decision_id=decision_id, value=conversion.value
+    ):
+        queries.count_late_conversion(session, decision_id=decision_id)
+        queries.mark_conversion_late(session, conversion_id=conversion.conversion_id)
+        status = "late"
     return ConversionResult(
         conversion_id=conversion.conversion_id,
         status=status,
         decision_id=decision_id,
         duplicate=False,
+    )
+
+
+def _repeated_conversion(
+    stored: queries.StoredConversion, conversion: ConversionIn, salt: str | None
+) -> ConversionResult:
+    """The first answer again for a repeat; a conflict when the id names another conversion.
+    A repeat after the customer's erasure matches the row stored under the pseudonym."""
+    customers = {conversion.customer_id}
+    if salt is not None:
+        customers.add(queries.pseudonym(conversion.customer_id, salt))
+    differs = [
+        name
+        for name, same in (
+            ("customer_id", stored.customer_id in customers),
+            ("type", stored.kind == conversion.type),
+            ("value", stored.value == conversion.value),
+            ("occurred_at", stored.occurred_at == conversion.occurred_at),
+        )
+        if not same
+    ]
+    if differs:
+        raise ConflictError(
+            "conversion_id",
+            f"{conversion.conversion_id!r} was already used for a conversion with another "
+            f"{', '.join(differs)}; send this conversion with a new conversion_id",
+        )
+    return ConversionResult(
+        conversion_id=conversion.conversion_id,
+        status=stored.status,
+        decision_id=stored.decision_id,
+        duplicate=True,
     )
 
 

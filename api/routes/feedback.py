@@ -33,7 +33,9 @@ def post_event(
     _key: FeedbackKey, decision_id: uuid.UUID, event: DeliveryEventIn, services: ServicesDep
 ) -> DeliveryEventResult:
     """Report what happened to a contact: sent, delivered, opened, clicked, bounced, failed,
-    unsubscribed or complained. A repeated `event_id` changes nothing."""
+    unsubscribed or complained. A repeated `event_id` changes nothing and gets the first answer;
+    the same `event_id` for another decision or kind is a 409 (an unsubscribe or complaint still
+    revokes the channel's consent)."""
     result = feedback.record_event(services.engine, decision_id=decision_id, event=event)
     if event.occurred_at is not None:
         FEEDBACK_LAG.labels(kind="event").observe(
@@ -53,7 +55,8 @@ def post_conversion(
 ) -> ConversionResult:
     """Record a conversion and attribute it to the customer's decision by last touch within the
     frame's attribution window. Unknown customers are stored unattributed; a repeated
-    `conversion_id` changes nothing."""
+    `conversion_id` changes nothing and gets the first answer (200); the same id with another
+    customer, type, value or time is a 409."""
     result = feedback.record_conversion(
         services.engine, conversion=conversion, pseudonym_salt=services.settings.pseudonym_salt
     )

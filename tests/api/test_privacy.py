@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import select
@@ -70,6 +72,25 @@ def test_erasure_removes_the_person_and_keeps_the_statistics(
     assert again.json()["status"] == "unattributed"
     with session_scope(loaded_engine) as session:
         assert session.get(Conversion, "gdpr-recreated").customer_id == customer  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_erased_id_is_in_neither_the_sqlite_file_nor_its_wal(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    customer = not_in_holdout("wal-erased-person-")
+    for neighbour in ("wal-before", customer, "wal-after"):  # rows around it stay in its pages
+        add_customer(client, neighbour)
+    answer = decide_until_contact(client, "wal-req", customer).json()
+    converted = conversion(client, "wal-c", customer, send_at(answer) + timedelta(hours=2))
+    assert converted.status_code == 202, converted.text
+    database = Path(str(loaded_engine.url.database))
+    wal = Path(f"{database}-wal")
+    assert customer.encode() in database.read_bytes() + wal.read_bytes()
+
+    assert client.delete(f"/v1/customers/{customer}").status_code == 200
+    assert customer.encode() not in database.read_bytes()
+    assert not wal.exists() or customer.encode() not in wal.read_bytes()
 
 
 def test_erasure_needs_the_admin_scope(client: TestClient, loaded_engine: Engine) -> None:

@@ -354,3 +354,83 @@ def test_example_catalog_is_valid_and_complete(example_catalog) -> None:  # type
                     if t.offer == offer.key and channel.key in t.channels and t.language == language
                 ]
                 assert len(fitting) >= 3, (offer.key, channel.key, language)
+
+
+BILLION_LAUGHS = "".join(
+    [
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n',
+        *(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+            for i in range(8)
+        ),
+        "triggers: [*i]\n",
+    ]
+)
+
+
+def test_billion_laughs_catalog_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    file = tmp_path / "laughs.yaml"
+    file.write_text(BILLION_LAUGHS, encoding="utf-8")
+    tracemalloc.start()
+    try:
+        with pytest.raises(CatalogError) as caught:
+            read_catalog(file)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+    (problem,) = caught.value.problems
+    assert problem.file == str(file)
+    assert problem.line is not None
+    assert 2 <= problem.line <= 10
+    assert "aliases expanded" in problem.message
+
+
+def test_self_referencing_alias_and_deep_nesting_are_refused(tmp_path: Path) -> None:
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("triggers: &t [*t]\n", encoding="utf-8")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("triggers: " + "[" * 50_000 + "]" * 50_000 + "\n", encoding="utf-8")
+    for file, fragment in ((recursive, "refers to itself"), (deep, "nested deeper")):
+        with pytest.raises(CatalogError) as caught:
+            read_catalog(file)
+        (problem,) = caught.value.problems
+        assert (problem.file, problem.line) == (str(file), 1)
+        assert fragment in problem.message
+
+
+def test_oversized_catalog_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    from campaign_db.catalog import MAX_CATALOG_FILE_BYTES
+
+    file = tmp_path / "huge.yaml"
+    file.write_bytes(b"#" * (MAX_CATALOG_FILE_BYTES + 1))
+    with pytest.raises(CatalogError) as caught:
+        read_catalog(file)
+    (problem,) = caught.value.problems
+    assert problem.file == str(file)
+    assert f"larger than the limit of {MAX_CATALOG_FILE_BYTES} bytes" in problem.message
+
+
+def test_symlink_to_a_device_or_a_pipe_is_refused_without_reading_it(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with pytest.raises(CatalogError) as caught:
+        read_catalog(tmp_path)
+    assert [(p.file, p.message) for p in caught.value.problems] == [
+        (str(tmp_path / name), "not a regular file; refused") for name in ("pipe.yaml", "zero.yaml")
+    ]
+
+
+def test_cli_refuses_billion_laughs_without_a_traceback(tmp_path: Path) -> None:
+    file = tmp_path / "laughs.yaml"
+    file.write_text(BILLION_LAUGHS, encoding="utf-8")
+    result = CliRunner().invoke(app, ["catalog", "validate", str(file)])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert str(file) in result.output
+    assert "aliases expanded" in result.output
+    assert "Traceback" not in result.output
