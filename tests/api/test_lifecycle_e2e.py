@@ -122,16 +122,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def register_bad_champion(services: Any) -> str:
-    """A policy trained to prefer what does not convert, registered as the champion."""
+    """A policy trained on the earlier half of the logs to prefer what does not convert, put in
+    service as the champion."""
     snapshot, lines = services.catalog.current()
     logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+    earlier, _, cut_off = logs.split_by_sequence(0.5)
     flipped = DecisionLogs(
-        data=logs.data.with_reward(1.0 - logs.data.reward, reward_range=(0.0, 1.0)),
-        contexts=logs.contexts,
+        data=earlier.data.with_reward(1.0 - earlier.data.reward, reward_range=(0.0, 1.0)),
+        contexts=earlier.contexts,
+        sequences=earlier.sequences,
     )
     frame = next(f for f in snapshot.frames if f.key == FRAME)
     policy = train_policies(flipped, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
-    cut_off = int(logs.sequences.max())
     version = services.source.register(
         policy,
         action_lines={s: lines[a] for s, a in snapshot.actions.items()},
