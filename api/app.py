@@ -167,8 +167,12 @@ def model_source(settings: Settings) -> ModelSource | None:
     """The MLflow registry, unless the tracking URI is `disabled`."""
     if settings.mlflow_tracking_uri == "disabled":
         return None
-    from optimizer.registry import PolicyRegistry
+    from optimizer.registry import PolicyRegistry, RegistryError, ensure_store
 
+    try:
+        ensure_store(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
+    except RegistryError as exc:  # serving goes on with what it has; readiness says degraded
+        log.warning("%s", exc.message)
     return PolicyRegistry(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
 
 
