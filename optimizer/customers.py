@@ -10,16 +10,16 @@ from sqlalchemy import Engine
 from campaign_db import queries
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog, Channel, Customer, CustomerPublic, CustomerUpsert
-from campaign_db.types import NulFreeStr, utcnow
+from campaign_db.types import JsonBool, NulFreeStr, Timestamp, utcnow
 from optimizer.errors import NotFoundError
 
 
 class ConsentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    granted: bool
+    granted: JsonBool
     source: NulFreeStr = Field(default="api", max_length=64)
-    changed_at: datetime | None = None
+    changed_at: Timestamp | None = None
 
 
 class ConsentPublic(BaseModel):
