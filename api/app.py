@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.auth import KeyVerifier
@@ -28,6 +29,7 @@ from optimizer.lifecycle import PolicyLifecycle
 from optimizer.serving import CatalogCache, CheckpointSource, ModelSource, PolicyPool
 
 log = logging.getLogger("campopt.api")
+DOCS_ASSETS = "/docs-assets"
 
 
 @dataclass
@@ -215,11 +217,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files the package ships: the CDN pages stay blank offline
+    app = FastAPIOffline(
         title="Campaign optimizer",
         version="0.1.0",
         summary="Contextual-bandit decisions inside approved decision frames.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
