@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.auth import KeyVerifier
@@ -28,6 +29,7 @@ from optimizer.lifecycle import PolicyLifecycle
 from optimizer.serving import CatalogCache, CheckpointSource, ModelSource, PolicyPool
 
 log = logging.getLogger("campopt.api")
+DOCS_ASSETS = "/docs-assets"
 
 
 @dataclass
@@ -168,8 +170,12 @@ def model_source(settings: Settings) -> ModelSource | None:
     """The MLflow registry, unless the tracking URI is `disabled`."""
     if settings.mlflow_tracking_uri == "disabled":
         return None
-    from optimizer.registry import PolicyRegistry
+    from optimizer.registry import PolicyRegistry, RegistryError, ensure_store
 
+    try:
+        ensure_store(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
+    except RegistryError as exc:  # serving goes on with what it has; readiness says degraded
+        log.warning("%s", exc.message)
     return PolicyRegistry(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
 
 
@@ -224,11 +230,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files the package ships: the CDN pages stay blank offline
+    app = FastAPIOffline(
         title="Campaign optimizer",
         version="0.1.0",
         summary="Contextual-bandit decisions inside approved decision frames.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from campaign_db import queries
@@ -94,21 +95,31 @@ class KeyVerifier:
         return principal
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header and header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
+# Declared on every route that needs a key, so the OpenAPI schema states its security and the
+# "Authorize" button of /docs sends the key; either header carries the same key.
+BEARER = HTTPBearer(
+    scheme_name="apiKeyBearer",
+    description="an API key (`campopt keys create`) as `Authorization: Bearer co_…`",
+    auto_error=False,
+)
+HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKeyHeader",
+    description="the same API key in an `X-API-Key` header",
+    auto_error=False,
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+HeaderKey = Annotated[str | None, Depends(HEADER)]
 
 
-def require(scope: str) -> Callable[[Request], Principal]:
+def require(scope: str) -> Callable[..., Principal]:
     """A dependency: the caller's principal if its key carries `scope` (401/403 otherwise)."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, bearer: BearerCredentials, header: HeaderKey) -> Principal:
         services = request.app.state.services
         if not services.settings.auth_enabled:
             return ANONYMOUS
-        key = _presented_key(request)
+        key = (bearer.credentials.strip() if bearer is not None else "") or header
         if not key:
             raise HTTPException(401, "an API key is required (Authorization: Bearer <key>)")
         principal: Principal | None = services.keys.verify(key)

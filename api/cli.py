@@ -667,6 +667,19 @@ def serve(
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="campopt-metrics-")
     os.environ.setdefault("CAMPOPT_LOG_JSON", "true")
+    settings = Settings()
+    if settings.mlflow_tracking_uri != "disabled":
+        # before the workers start: each would otherwise create a new local store at once
+        from optimizer.registry import RegistryError, ensure_store
+
+        try:
+            ensure_store(settings.mlflow_tracking_uri, artifact_root=settings.artifact_root)
+        except RegistryError as exc:
+            errors.print(f"[yellow]warning:[/] {exc.message}", highlight=False, soft_wrap=True)
+    address = f"[{host}]" if ":" in host else host
+    plural = "worker" if workers == 1 else "workers"
+    console.print(f"serving on http://{address}:{port} ({workers} {plural})", highlight=False)
+    sys.stdout.flush()
 
     uvicorn.run(
         "api.app:create_app",

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaign_db.engine import DATABASE_ERRORS, database_unavailable
@@ -79,6 +80,22 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110 `Allow`); the router's own 405 names
+    only the methods of the first route whose path matched."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,7 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, error, [(exc.field, exc.message)])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 413:
             return error_response(413, "body_too_large", [("body", detail)])
@@ -118,7 +135,11 @@ def install_error_handlers(app: FastAPI) -> None:
             405: "method_not_allowed",
         }
         name = names.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, name, [(field, detail)])
+        response = error_response(exc.status_code, name, [(field, detail)])
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
+        return response
 
     async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
         if database_unavailable(exc):

@@ -17,6 +17,15 @@ class UsageFileError(ValueError):
     pass
 
 
+def _instant_text(value: object) -> str:
+    """Files hold a time as their writer stored it (a Parquet timestamp, `2026-11-23 09:00:00+01:00`
+    in a CSV); the API's model takes RFC 3339 text, and refuses a time without an offset."""
+    try:
+        return pd.Timestamp(value).isoformat()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def read_usage_file(path: Path) -> list[UsageRow]:
     try:
         if path.suffix.lower() == ".parquet":
@@ -36,7 +45,7 @@ def read_usage_file(path: Path) -> list[UsageRow]:
         data = {k: record[k] for k in COLUMNS[1:]}
         observed = record.get("observed_at")
         if observed is not None and not (isinstance(observed, float) and pd.isna(observed)):
-            data["observed_at"] = str(observed)
+            data["observed_at"] = _instant_text(observed)
         try:
             usage = UsageIn.model_validate(data)
         except ValidationError as exc:

@@ -70,6 +70,17 @@ def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def time_zones() -> frozenset[str]:
+    """The IANA names `check_time_zone` accepts."""
+    return _time_zones()
+
+
+@cache
+def languages() -> list[str]:
+    """The ISO 639-1 codes `check_language` accepts (it also takes them in capitals)."""
+    return sorted(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+
+
 def check_time_zone(value: str) -> str:
     if value not in _time_zones():
         raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")

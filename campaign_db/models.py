@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, StringConstraints, field_validator
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -26,11 +26,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from campaign_db.catalog_schema import check_language, check_time_zone
+from campaign_db.catalog_schema import check_language, check_time_zone, languages, time_zones
 from campaign_db.types import (
+    CalendarDate,
     Float64Array,
     HealthClass,
     Int32Array,
+    JsonFloat,
     UTCDateTime,
     new_id,
     refuse_nul,
@@ -230,17 +232,29 @@ class CustomerUpsert(CustomerBase):
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
+    # the schema lists what the validators accept
+    health_class: str = Field(
+        default="B", schema_extra={"json_schema_extra": {"enum": [c.value for c in HealthClass]}}
+    )
+    usage_index: JsonFloat = Field(default=0.5, ge=0.0, le=1.0)
+    customer_since: CalendarDate | None = None
+    time_zone: str = Field(
+        default="Europe/Berlin",
+        max_length=64,
+        schema_extra={"json_schema_extra": {"enum": sorted(time_zones())}},
+    )
+    language: str = Field(
+        default="de", max_length=8, schema_extra={"json_schema_extra": {"enum": languages()}}
+    )
+    attributes: (
+        dict[Annotated[str, StringConstraints(max_length=64)], str | int | float | bool | None]
+        | None
+    ) = Field(default=None, schema_extra={"json_schema_extra": {"maxProperties": 64}})
+
     @field_validator("health_class")
     @classmethod
     def _health_class(cls, value: str) -> str:
         return HealthClass(value).value
-
-    @field_validator("usage_index")
-    @classmethod
-    def _usage_index(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("usage_index must lie in [0, 1]")
-        return value
 
     @field_validator("time_zone")
     @classmethod

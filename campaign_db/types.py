@@ -7,13 +7,14 @@ enumerations without touching SQLAlchemy sessions.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import uuid6
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Strict
 from sqlalchemy import DateTime, LargeBinary
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -107,6 +108,47 @@ def refuse_nul(value: _T) -> _T:
 
 NulFreeStr = Annotated[str, AfterValidator(refuse_nul)]
 """A string the database can store: input text that ends up in a column or a JSON document."""
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def rfc3339_text(value: object) -> object:
+    """Pydantic also reads numbers, and strings of digits, as Unix times and takes dates without
+    a time: input the OpenAPI `date-time` format refuses, so it is refused here too."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-23T10:15:00Z")
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-11-23T10:15:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(rfc3339_text)]
+"""An instant as the API takes it: an RFC 3339 date-time with an offset, as its schema says."""
+
+
+def iso_date_text(value: object) -> object:
+    """A calendar date as `YYYY-MM-DD` only, not a Unix time (what pydantic also reads)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value, re.ASCII):
+        raise ValueError("must be a date string YYYY-MM-DD, e.g. 2024-03-01")
+    return value
+
+
+def json_number(value: object) -> object:
+    """Pydantic reads `true` and numeric strings as numbers; a JSON body's number must be one."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+CalendarDate = Annotated[date, BeforeValidator(iso_date_text)]
+JsonFloat = Annotated[float, BeforeValidator(json_number)]
+JsonBool = Annotated[bool, Strict()]
+"""Body fields typed as their schema says: no numbers from strings or booleans, no booleans
+from numbers or strings (query parameters are text and keep pydantic's conversions)."""
 
 
 def new_id() -> uuid.UUID:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from campaign_db import queries
 from campaign_db.engine import session_scope, truncate_wal
 from campaign_db.models import AuditLog, Channel, Customer, CustomerPublic, CustomerUpsert
-from campaign_db.types import NulFreeStr, utcnow
+from campaign_db.types import JsonBool, NulFreeStr, Timestamp, utcnow
 from optimizer.errors import NotFoundError
 
 log = logging.getLogger("campopt.customers")
@@ -20,9 +20,9 @@ log = logging.getLogger("campopt.customers")
 class ConsentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    granted: bool
+    granted: JsonBool
     source: NulFreeStr = Field(default="api", max_length=64)
-    changed_at: datetime | None = None
+    changed_at: Timestamp | None = None
 
 
 class ConsentPublic(BaseModel):

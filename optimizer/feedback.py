@@ -15,14 +15,21 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog
-from campaign_db.types import DecisionReason, NulFreeStr, new_id, utcnow
+from campaign_db.types import (
+    DecisionReason,
+    JsonFloat,
+    NulFreeStr,
+    Timestamp,
+    new_id,
+    utcnow,
+)
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 
 EventKind = Literal[
@@ -38,7 +45,7 @@ class DeliveryEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: EventKind
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Timestamp | None = None
     event_id: Key | None = Field(default=None, description="idempotency key of the event")
 
 
@@ -54,8 +61,8 @@ class ConversionIn(BaseModel):
     conversion_id: Key = Field(description="idempotency key")
     customer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
     type: Annotated[NulFreeStr, StringConstraints(min_length=1, max_length=64)]
-    value: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    occurred_at: AwareDatetime
+    value: JsonFloat = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    occurred_at: Timestamp
 
 
 ConversionStatus = Literal["attributed", "late", "unattributed"]
@@ -71,7 +78,7 @@ class ConversionResult(BaseModel):
 class RewardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: float = Field(allow_inf_nan=False)
+    value: JsonFloat = Field(allow_inf_nan=False)
 
 
 class RewardResult(BaseModel):

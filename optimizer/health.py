@@ -17,10 +17,10 @@ import math
 from datetime import datetime
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from campaign_db.catalog import CatalogSnapshot
-from campaign_db.types import HealthClass
+from campaign_db.types import HealthClass, JsonFloat, Timestamp
 
 
 class UsageIndexConfig(BaseModel):
@@ -51,10 +51,10 @@ class UsageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recency_days: float = Field(ge=0, le=3650, allow_inf_nan=False)
-    sessions_30d: float = Field(ge=0, le=10_000, allow_inf_nan=False)
-    minutes_30d: float = Field(ge=0, le=43_200, allow_inf_nan=False)
-    observed_at: AwareDatetime | None = None
+    recency_days: JsonFloat = Field(ge=0, le=3650, allow_inf_nan=False)
+    sessions_30d: JsonFloat = Field(ge=0, le=10_000, allow_inf_nan=False)
+    minutes_30d: JsonFloat = Field(ge=0, le=43_200, allow_inf_nan=False)
+    observed_at: Timestamp | None = None
 
 
 def usage_index(usage: UsageIn, config: UsageIndexConfig) -> float:

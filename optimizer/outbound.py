@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
-from campaign_db.types import ChannelKind, utcnow
+from campaign_db.types import ChannelKind, json_number, utcnow
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
 from optimizer.errors import NotFoundError
 from optimizer.feedback import DeliveryEventIn, record_events
@@ -51,7 +51,9 @@ class OutboxItem(BaseModel):
     answer: DecisionAnswer
 
 
-OutboxId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # the column is a 32-bit serial
+OutboxId = Annotated[
+    int, Field(ge=1, le=2**31 - 1), BeforeValidator(json_number)
+]  # the column is a 32-bit serial
 
 
 class OutboxAck(BaseModel):

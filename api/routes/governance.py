@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ApproveKey, ReadKey
 from api.deps import ServicesDep
@@ -15,7 +15,7 @@ from campaign_db import queries
 from campaign_db.catalog import approve_frame
 from campaign_db.catalog_schema import KEY_PATTERN
 from campaign_db.engine import session_scope
-from campaign_db.types import NulFreeStr, utcnow
+from campaign_db.types import NulFreeStr, Timestamp, utcnow
 from optimizer import guardrails
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.lifecycle import parse_version_id
@@ -23,6 +23,13 @@ from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["governance"])
 FrameKey = Annotated[str, Path(pattern=KEY_PATTERN)]
+VersionId = Annotated[
+    str,
+    Path(
+        pattern=rf"{KEY_PATTERN.removesuffix('$')}:[0-9]{{1,9}}$",
+        description="`<policy>:<version>`, e.g. churn_prevention:3",
+    ),
+]
 
 
 class Reason(BaseModel):
@@ -222,7 +229,7 @@ def _lifecycle(services: Any) -> Any:
     "/v1/policies/{version_id}/approve", response_model=PolicyActionOut, responses=ERROR_RESPONSES
 )
 def approve_policy(
-    principal: ApproveKey, version_id: str, body: Reason, services: ServicesDep
+    principal: ApproveKey, version_id: VersionId, body: Reason, services: ServicesDep
 ) -> PolicyActionOut:
     """Approve a candidate that leaves its frame (`<policy>:<version>`); it becomes champion."""
     name, version = parse_version_id(version_id)
@@ -234,7 +241,7 @@ def approve_policy(
     "/v1/policies/{version_id}/reject", response_model=PolicyActionOut, responses=ERROR_RESPONSES
 )
 def reject_policy(
-    principal: ApproveKey, version_id: str, body: Reason, services: ServicesDep
+    principal: ApproveKey, version_id: VersionId, body: Reason, services: ServicesDep
 ) -> PolicyActionOut:
     name, version = parse_version_id(version_id)
     result = _lifecycle(services).reject(name, version, actor=principal.name, reason=body.reason)
@@ -260,7 +267,7 @@ def read_audit(
         NulFreeStr | None, Query(max_length=64, description="prefix, e.g. policy.")
     ] = None,
     subject: Annotated[NulFreeStr | None, Query(max_length=200, description="prefix")] = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Who did what, when and why, newest first."""

@@ -10,12 +10,14 @@ Import this module lazily: `import mlflow` takes seconds.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,6 +280,37 @@ class PolicyRegistry:
         except Exception:
             return False
         return True
+
+
+def ensure_store(tracking_uri: str, *, artifact_root: Path | None = None) -> None:
+    """Create a local MLflow store and our experiment once, under a file lock next to a SQLite
+    store. MLflow migrates a new store when a process first opens it; two processes doing that at
+    once fail (`table ... already exists`). A tracking server looks after its own store."""
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return
+    with _store_lock(tracking_uri):
+        registry = PolicyRegistry(tracking_uri, artifact_root=artifact_root)
+        try:
+            registry.experiment_id()
+            registry.client.search_registered_models(max_results=1)
+        except MlflowException as exc:
+            raise RegistryError(f"cannot open the MLflow store {tracking_uri}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix(prefix).split("?", 1)[0])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with Path(f"{database}.init.lock").open("a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _spec_params(spec: PolicySpec) -> dict[str, Any]:

@@ -115,3 +115,22 @@ def test_old_online_checkpoints_are_pruned_but_what_a_rollback_needs_stays(
     assert left == {replaced, candidate, checkpoints[1], *checkpoints[-2:]}
     assert registry.serving_version("z") == checkpoints[1]
     assert registry.prune_online_versions("z", keep=2) == []
+
+
+def _open_store(uri: str, artifacts: str) -> str:
+    from optimizer.registry import PolicyRegistry, ensure_store
+
+    ensure_store(uri, artifact_root=Path(artifacts))
+    return PolicyRegistry(uri, artifact_root=Path(artifacts)).experiment_id()
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed_on_one_experiment(
+    tmp_path: Path,
+) -> None:
+    """MLflow migrates a new store on first use; processes doing that together used to fail."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        experiments = pool.starmap(_open_store, [(uri, str(tmp_path / "artifacts"))] * 3)
+    assert len(set(experiments)) == 1
