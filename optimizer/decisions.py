@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,7 +37,7 @@ from campaign_db.catalog import NO_CONTACT, CatalogSnapshot, split_signature
 from campaign_db.catalog_schema import KEY_PATTERN, SafeDefaultSpec
 from campaign_db.engine import session_scope
 from campaign_db.hotpath import CustomerRecord, CustomerRow, DecisionStore
-from campaign_db.types import DecisionReason, new_id, refuse_nul, utcnow
+from campaign_db.types import DecisionReason, Timestamp, new_id, refuse_nul, utcnow
 from optimizer.eligibility import (
     Candidate,
     CandidateSet,
@@ -102,7 +101,7 @@ class DecisionRequest(BaseModel):
         max_length=32,
         description="values for {placeholders} in texts; used to render, never stored",
     )
-    now: Annotated[AwareDatetime | None, AfterValidator(check_now)] = Field(
+    now: Annotated[Timestamp | None, AfterValidator(check_now)] = Field(
         default=None,
         description="decision time (default: the server clock); further than the allowed skew "
         "from the server clock only with the simulate scope",

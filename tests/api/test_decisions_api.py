@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -242,6 +243,9 @@ BAD_REQUESTS = [
     ("wrong_type", {"channels": "email"}, 422, "channels"),
     ("now_without_time_zone", {"now": "2026-11-23T10:15:00"}, 422, "now"),
     ("now_in_year_1", {"now": "0001-01-01T00:00:00Z"}, 422, "now"),
+    # the schema says date-time: a Unix time of this very moment is still refused
+    ("now_as_a_unix_time", {"now": int(time.time())}, 422, "now"),
+    ("now_as_a_string_of_digits", {"now": str(int(time.time()))}, 422, "now"),
     ("now_in_year_9999", {"now": "9999-12-31T23:59:59Z"}, 422, "now"),
     ("now_past_year_9999_in_utc", {"now": "9999-12-31T23:00:00-05:00"}, 422, "now"),
     ("unknown_field", {"colour": "blue"}, 422, "colour"),
