@@ -15,25 +15,40 @@ from optimizer.serving import CatalogCache, PolicyPool
 CHANNELS = ["email", "sms", "app_push"]
 
 
+def add_consenting_customers(
+    engine: Engine,
+    ids: list[str],
+    *,
+    consent_since: datetime,
+    channels: list[str] = CHANNELS,
+    health_class: str = "D",
+    language: str = "de",
+) -> None:
+    """New customers of one health class, with consent on `channels` since `consent_since`."""
+    for customer_id in ids:
+        customers.upsert_customer(
+            engine,
+            customer_id=customer_id,
+            data=CustomerUpsert(
+                health_class=health_class, language=language, time_zone="Europe/Berlin"
+            ),
+        )
+        for channel in channels:
+            customers.set_consent(
+                engine,
+                customer_id=customer_id,
+                channel=channel,
+                update=ConsentUpdate(granted=True, changed_at=consent_since),
+            )
+
+
 def serve_churn_decisions(
     engine: Engine, *, customers_n: int, start: datetime, prefix: str = "d"
 ) -> list[DecisionAnswer]:
     """One churn-prevention decision (trigger health_c_to_d) for each of `customers_n` new
     class D customers with consent on email, SMS and app push, a minute apart from `start`."""
     ids = [f"{prefix}{i}" for i in range(customers_n)]
-    for customer_id in ids:
-        customers.upsert_customer(
-            engine,
-            customer_id=customer_id,
-            data=CustomerUpsert(health_class="D", language="de", time_zone="Europe/Berlin"),
-        )
-        for channel in CHANNELS:
-            customers.set_consent(
-                engine,
-                customer_id=customer_id,
-                channel=channel,
-                update=ConsentUpdate(granted=True, changed_at=start - timedelta(days=1)),
-            )
+    add_consenting_customers(engine, ids, consent_since=start - timedelta(days=1))
     service = DecisionService(
         engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
     )

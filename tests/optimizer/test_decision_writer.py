@@ -14,13 +14,12 @@ from sqlmodel import select
 
 from campaign_db.engine import session_scope
 from campaign_db.hotpath import DecisionCursor
-from campaign_db.models import ContactHistory, CustomerUpsert, DecisionLog, Reward
-from optimizer import customers
-from optimizer.customers import ConsentUpdate
+from campaign_db.models import ContactHistory, DecisionLog, Reward
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService, Plan
 from optimizer.eligibility import in_holdout
 from optimizer.errors import ConflictError
 from optimizer.serving import CatalogCache, PolicyPool
+from tests.optimizer.helpers import add_consenting_customers
 
 NOW = datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
 CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter", "web_portal"]
@@ -38,19 +37,9 @@ def _customer_ids(prefix: str, n: int) -> list[str]:
 
 
 def _add_customers(engine: Engine, ids: list[str]) -> None:
-    for customer_id in ids:
-        customers.upsert_customer(
-            engine,
-            customer_id=customer_id,
-            data=CustomerUpsert(health_class="D", language="en", time_zone="Europe/Berlin"),
-        )
-        for channel in CHANNELS:
-            customers.set_consent(
-                engine,
-                customer_id=customer_id,
-                channel=channel,
-                update=ConsentUpdate(granted=True, changed_at=NOW - timedelta(days=1)),
-            )
+    add_consenting_customers(
+        engine, ids, consent_since=NOW - timedelta(days=1), channels=CHANNELS, language="en"
+    )
 
 
 def _request(request_id: str, customer_id: str, **change: Any) -> DecisionRequest:

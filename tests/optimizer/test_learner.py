@@ -177,6 +177,13 @@ def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
     assert other.refresh() == []
 
 
+def learn_new_rewards(engine: Engine, learner: OnlineLearner, n: int, *, seed: int) -> None:
+    """n more decisions whose rewards become final, learned."""
+    make_decisions(engine, n, seed=seed)
+    finalize_due(engine, now=START + timedelta(days=40))
+    learner.run_until_caught_up()
+
+
 def learnable_count(engine: Engine, name: str, through: int) -> int:
     """How many final rewards of the policy a model at cursor `through` must have learned."""
     with session_scope(engine) as session:
@@ -215,9 +222,7 @@ def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
     loaded_engine: Engine, tmp_path: Path
 ) -> None:
     learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
-    make_decisions(loaded_engine, 20, seed=3)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 20, seed=3)
     online = learner.checkpoint()["churn_prevention"]
     assert served_version(loaded_engine, "churn_prevention") == ServedVersion(
         online, learner.cursor
@@ -234,9 +239,7 @@ def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
         source="promotion",
         actor="test",
     )
-    make_decisions(loaded_engine, 20, seed=4)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 20, seed=4)
 
     # the learner takes the promoted model over and replays every reward since its cut-off
     after = learner.checkpoint()["churn_prevention"]
@@ -255,13 +258,9 @@ def test_a_publication_never_overwrites_a_promotion_made_meanwhile(
     loaded_engine: Engine, tmp_path: Path
 ) -> None:
     learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
-    make_decisions(loaded_engine, 12, seed=6)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 12, seed=6)
     first = learner.checkpoint()["churn_prevention"]
-    make_decisions(loaded_engine, 12, seed=7)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 12, seed=7)
     promoted = register_untrained(registry, catalog)
     learner.follow_promotions = lambda: []  # type: ignore[method-assign]  # promoted just after
     make_serving(
@@ -283,9 +282,7 @@ def test_a_champion_alias_moved_outside_the_service_is_ignored_and_audited(
     loaded_engine: Engine, tmp_path: Path
 ) -> None:
     learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
-    make_decisions(loaded_engine, 12, seed=8)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 12, seed=8)
     online = learner.checkpoint()["churn_prevention"]
     rejected = register_untrained(registry, catalog)
     registry.set_alias("churn_prevention", CHAMPION, rejected)  # someone, in the MLflow UI
@@ -301,9 +298,7 @@ def test_a_champion_alias_moved_outside_the_service_is_ignored_and_audited(
     assert [e.subject for e in entries] == [f"churn_prevention:{rejected}"]
 
     # the service's next publication moves the alias back and the mark goes
-    make_decisions(loaded_engine, 12, seed=9)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 12, seed=9)
     again = learner.checkpoint()["churn_prevention"]
     assert registry.serving_version("churn_prevention") == again
     assert serving_states(loaded_engine)["churn_prevention"].tampered_alias is None
@@ -313,9 +308,7 @@ def test_an_interrupted_alias_move_is_finished_not_taken_for_tampering(
     loaded_engine: Engine, tmp_path: Path
 ) -> None:
     learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
-    make_decisions(loaded_engine, 12, seed=10)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
-    learner.run_until_caught_up()
+    learn_new_rewards(loaded_engine, learner, 12, seed=10)
     online = learner.checkpoint()["churn_prevention"]
     promoted = register_untrained(registry, catalog)
     with session_scope(loaded_engine, write=True) as session:  # crashed before the alias moved
