@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from api.app import build_services
 from api.settings import Settings
 from campaign_db import queries
@@ -74,7 +76,7 @@ def run_demo(
         )
         registered = {}
         if register:
-            registered = _register(learner, snapshot, lines, out)
+            registered = _register(services.engine, learner, snapshot, lines, out)
             summary["registered_champions"] = registered
         report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
     finally:
@@ -82,9 +84,13 @@ def run_demo(
     return DemoResult(summary=summary, report=report, database=database, registered=registered)
 
 
-def _register(learner: OnlineLearner, snapshot: Any, lines: Any, out: Path) -> dict[str, str]:
-    """Register the learned policies in a local MLflow store as champions."""
-    from optimizer.registry import CHAMPION, PolicyRegistry
+def _register(
+    engine: Engine, learner: OnlineLearner, snapshot: Any, lines: Any, out: Path
+) -> dict[str, str]:
+    """Register the learned policies in a local MLflow store and put them in service as
+    champions (serving record and alias), so `serve` on the demo folder starts from them."""
+    from optimizer.publishing import make_serving
+    from optimizer.registry import PolicyRegistry
 
     registry = PolicyRegistry(
         f"sqlite:///{(out / 'mlflow.db').resolve()}", artifact_root=out / "mlartifacts"
@@ -99,7 +105,15 @@ def _register(learner: OnlineLearner, snapshot: Any, lines: Any, out: Path) -> d
             action_lines=action_lines,
             floor_share=floor,
             source="demo",
-            tags={"cursor": str(learner.cursor)},
-            alias=CHAMPION,
+            tags={"cursor": str(lineage.cursor)},
+        )
+        make_serving(
+            engine,
+            registry,
+            name=name,
+            version=versions[name],
+            cursor=lineage.cursor,
+            source="demo",
+            actor="demo",
         )
     return versions
