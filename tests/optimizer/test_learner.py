@@ -218,6 +218,19 @@ def register_untrained(registry: PolicyRegistry, catalog: CatalogCache) -> str:
     )
 
 
+def promote_untrained(engine: Engine, registry: PolicyRegistry, version: str) -> None:
+    """A manager's promotion of `register_untrained`'s version (cut-off 0)."""
+    make_serving(
+        engine,
+        registry,
+        name="churn_prevention",
+        version=version,
+        cursor=0,
+        source="promotion",
+        actor="test",
+    )
+
+
 def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
     loaded_engine: Engine, tmp_path: Path
 ) -> None:
@@ -230,15 +243,7 @@ def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
 
     # meanwhile a manager promotes a version trained on nothing, and the learner goes on
     promoted = register_untrained(registry, catalog)
-    make_serving(
-        loaded_engine,
-        registry,
-        name="churn_prevention",
-        version=promoted,
-        cursor=0,
-        source="promotion",
-        actor="test",
-    )
+    promote_untrained(loaded_engine, registry, promoted)
     learn_new_rewards(loaded_engine, learner, 20, seed=4)
 
     # the learner takes the promoted model over and replays every reward since its cut-off
@@ -263,15 +268,7 @@ def test_a_publication_never_overwrites_a_promotion_made_meanwhile(
     learn_new_rewards(loaded_engine, learner, 12, seed=7)
     promoted = register_untrained(registry, catalog)
     learner.follow_promotions = lambda: []  # type: ignore[method-assign]  # promoted just after
-    make_serving(
-        loaded_engine,
-        registry,
-        name="churn_prevention",
-        version=promoted,
-        cursor=0,
-        source="promotion",
-        actor="test",
-    )
+    promote_untrained(loaded_engine, registry, promoted)
 
     assert learner.checkpoint() == {}
     assert served_version(loaded_engine, "churn_prevention") == ServedVersion(promoted, 0)
