@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
-from campaign_db.types import utcnow
+from optimizer.core.values import utcnow
 
 SCOPES = ("decide", "simulate", "feedback", "read_logs", "approve", "admin")
 KEY_PREFIX = "co_"

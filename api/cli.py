@@ -400,8 +400,8 @@ def policy_train(
 ) -> None:
     """Train a candidate on the earlier logs, gate it against the champion on the newer ones,
     and register it (alias challenger) with its evidence in MLflow."""
+    from optimizer.core.policy_spec import PolicySpec
     from optimizer.errors import DomainError
-    from optimizer.spec import PolicySpec
 
     candidate = None
     if spec is not None:
@@ -503,7 +503,7 @@ def frame_approve(
     """Approve a draft frame version (run by someone with the approver's permission)."""
     from campaign_db.catalog import approve_frame
     from campaign_db.engine import create_engine_from_url, session_scope
-    from campaign_db.types import utcnow
+    from optimizer.core.values import utcnow
 
     engine = create_engine_from_url(_settings(database_url).database_url)
     try:
@@ -593,7 +593,7 @@ def keys_revoke(
     """Revoke a key; replicas stop accepting it within seconds."""
     from campaign_db import queries
     from campaign_db.engine import create_engine_from_url, session_scope
-    from campaign_db.types import utcnow
+    from optimizer.core.values import utcnow
 
     engine = create_engine_from_url(_settings(database_url).database_url)
     with session_scope(engine, write=True) as session:

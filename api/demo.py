@@ -14,8 +14,8 @@ from api.app import build_services
 from api.settings import Settings
 from campaign_db import queries
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import session_scope
+from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
 from optimizer.simulator.run import Simulation, SimulationConfig

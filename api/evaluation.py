@@ -14,9 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
-from campaign_db.catalog import CatalogSnapshot, read_snapshot
+from campaign_db.catalog import read_snapshot
 from campaign_db.engine import session_scope
-from campaign_db.types import FrameStatus
 from offline_eval import BestFixedAction, Uniform, cross_fit, evaluate, fixed_action_values, replay
 from offline_eval.io import (
     from_arrow,
@@ -26,6 +25,8 @@ from offline_eval.io import (
     write_parquet,
 )
 from offline_eval.report import ReportDict, TrainingWindow
+from optimizer.core.catalog import CatalogSnapshot
+from optimizer.core.values import FrameStatus
 from optimizer.features import ActionLines
 from optimizer.offline import (
     SEGMENTS,
@@ -40,7 +41,7 @@ from optimizer.offline import (
     version_cutoff,
 )
 from optimizer.policy import BanditPolicy
-from optimizer.serving import ModelSource, frame_policy_spec
+from optimizer.serving import ModelSource
 
 Step = Callable[[str], None]
 
@@ -91,7 +92,7 @@ def evaluate_database(
     for frame in sorted(snapshot.frames, key=lambda f: f.version):
         latest[frame.key] = frame
     floors = {
-        key: frame_policy_spec(f).floor_share(f.spec.exploration) for key, f in latest.items()
+        key: f.spec.policy_spec().floor_share(f.spec.exploration) for key, f in latest.items()
     }
     limits = {key: f.spec.guardrails.max_offer_cost_per_decision for key, f in latest.items()}
     training = {"trained_spec": training_window(earlier.cutoff())}
@@ -113,7 +114,7 @@ def evaluate_database(
     if values:
         policies["best_fixed"] = replay(later.data, policy=BestFixedAction(values))
     step("training each frame's spec on the earlier slice")
-    trained = train_policies(earlier, {k: frame_policy_spec(f) for k, f in latest.items()}, lines)
+    trained = train_policies(earlier, {k: f.spec.policy_spec() for k, f in latest.items()}, lines)
     policies["trained_spec"] = replay_policies(
         later, trained, lines, floor_shares=floors, costs=costs, cost_limits=limits
     )
@@ -253,7 +254,7 @@ def _dsjson_context(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dsjson_actions(snapshot: CatalogSnapshot) -> dict[int, dict[str, Any]]:
-    from campaign_db.catalog import split_signature
+    from optimizer.core.catalog import split_signature
 
     actions: dict[int, dict[str, Any]] = {}
     for signature, action_id in snapshot.actions.items():

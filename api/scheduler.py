@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from api.observability import GUARDRAIL
 from campaign_db import queries
 from campaign_db.engine import LeaderLock, session_scope
-from campaign_db.types import utcnow
+from optimizer.core.values import utcnow
 from optimizer.guardrails import monitor
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import emit_pending_triggers

@@ -23,12 +23,12 @@ from api.app import tune_garbage_collector
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import Checkpointer, create_engine_from_url, session_scope
+from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.features import shared_line
 from optimizer.policy import BanditPolicy
-from optimizer.serving import CatalogCache, PolicyPool, frame_policy_spec
+from optimizer.serving import CatalogCache, PolicyPool
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -69,7 +69,7 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
         service = DecisionService(engine, catalog=cache, policies=pool)
         snapshot, lines = cache.current()
         frame = snapshot.frames[0]
-        policy = BanditPolicy(frame_policy_spec(frame), name=frame.key, version="bench")
+        policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key, version="bench")
         action_lines = [lines[a] for a in sorted(snapshot.actions.values())]
         rng = np.random.default_rng(0)
         for _ in range(300):

@@ -53,7 +53,7 @@ def main() -> None:
     from campaign_db.engine import create_engine_from_url
     from optimizer.policy import BanditPolicy
     from optimizer.registry import CHAMPION, PolicyRegistry
-    from optimizer.serving import CatalogCache, frame_policy_spec
+    from optimizer.serving import CatalogCache
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -68,7 +68,7 @@ def main() -> None:
         action_lines = {s: lines[a] for s, a in snapshot.actions.items()}
 
         def version(seed: int) -> str:
-            policy = BanditPolicy(frame_policy_spec(frame), name=frame.key)
+            policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key)
             ids = sorted(snapshot.actions.values())
             for i in range(50):
                 policy.learn(

@@ -42,9 +42,9 @@ from api.auth import create_key
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog
+from optimizer.core.catalog import CatalogSpec
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -83,12 +83,12 @@ def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
     from optimizer.features import shared_line
     from optimizer.policy import BanditPolicy
     from optimizer.registry import CHAMPION, PolicyRegistry
-    from optimizer.serving import CatalogCache, frame_policy_spec
+    from optimizer.serving import CatalogCache
 
     engine = create_engine_from_url(url)
     snapshot, lines = CatalogCache(engine).current()
     frame = snapshot.frames[0]
-    policy = BanditPolicy(frame_policy_spec(frame), name=frame.key, version="bench")
+    policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key, version="bench")
     ids = sorted(snapshot.actions.values())
     action_lines = [lines[a] for a in ids]
     rng = np.random.default_rng(0)

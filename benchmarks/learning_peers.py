@@ -25,10 +25,9 @@ from typing import Any, Protocol
 import numpy as np
 from mabwiser.mab import MAB, LearningPolicy
 
-from campaign_db.catalog import CatalogSnapshot
+from optimizer.core.catalog import CatalogSnapshot
 from optimizer.features import ActionLines
 from optimizer.policy import BanditPolicy
-from optimizer.serving import frame_policy_spec
 
 HEALTH_CLASSES = ("A", "B", "C", "D")
 LANGUAGES = ("de", "en")
@@ -141,7 +140,7 @@ class VWLearner:
         self.frames = {f.key: f for f in snapshot.frames}
         self.lines = lines
         self.policies = {
-            key: BanditPolicy(frame_policy_spec(frame), name=key)
+            key: BanditPolicy(frame.spec.policy_spec(), name=key)
             for key, frame in self.frames.items()
         }
         self.floor = {

@@ -52,9 +52,10 @@ from benchmarks.learning_peers import (
     context_features,
     context_vector,
 )
-from campaign_db.catalog import NO_CONTACT, CatalogSnapshot, read_catalog
+from campaign_db.catalog import read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog
+from optimizer.core.catalog import NO_CONTACT, CatalogSnapshot
 from optimizer.eligibility import frame_combinations
 from optimizer.features import ActionLines, shared_line
 from optimizer.serving import CatalogCache

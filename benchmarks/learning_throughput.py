@@ -33,8 +33,8 @@ from rich.table import Table
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import learning, migrate, queries
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
+from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.features import shared_line
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
@@ -42,7 +42,7 @@ from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.offline import load_decision_logs, replay_policies
 from optimizer.policy import BanditPolicy
 from optimizer.rewards import finalize_due
-from optimizer.serving import CatalogCache, PolicyPool, frame_policy_spec
+from optimizer.serving import CatalogCache, PolicyPool
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TARGET = 2_000.0
@@ -166,7 +166,7 @@ def raw_vw_rate(url: str) -> dict[str, float]:
         chosen = int(np.flatnonzero(e.action_ids == e.chosen_action_id)[0])
         examples.append((shared_line(e.context), action_lines, chosen, e.reward, e.probability))
     out["featurise_seconds"] = time.perf_counter() - began
-    policy = BanditPolicy(frame_policy_spec(frame), name=frame.key)
+    policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key)
     began = time.perf_counter()
     for shared, action_lines, chosen, reward, probability in examples:
         policy.learn(shared, action_lines, chosen=chosen, reward=reward, probability=probability)
@@ -239,7 +239,7 @@ def main() -> None:
         load_seconds = time.perf_counter() - began
         learned_policies = {name: lineage.policy for name, lineage in learner.lineages.items()}
         floors = {
-            frame.key: frame_policy_spec(frame).floor_share(frame.spec.exploration)
+            frame.key: frame.spec.policy_spec().floor_share(frame.spec.exploration)
             for frame in snapshot.frames
         }
         began = time.perf_counter()

@@ -15,7 +15,6 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,6 @@ from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from campaign_db.catalog_schema import (
-    SECTIONS,
-    CatalogSpec,
-    ChannelSpec,
-    FrameSpec,
-    Loc,
-    OfferSpec,
-    SendTimeSpec,
-    TextSpec,
-    TriggerSpec,
-    cross_check,
-    frame_widenings,
-)
 from campaign_db.models import (
     Action,
     AuditLog,
@@ -49,9 +35,25 @@ from campaign_db.models import (
     Text,
     Trigger,
 )
-from campaign_db.types import FrameStatus, utcnow
-
-NO_CONTACT = "no_contact"
+from optimizer.core.catalog import (
+    NO_CONTACT,
+    SECTIONS,
+    CatalogSnapshot,
+    CatalogSpec,
+    ChannelSpec,
+    FrameSpec,
+    FrameVersion,
+    Loc,
+    OfferSpec,
+    SendTimeSpec,
+    TextSpec,
+    TriggerSpec,
+    action_signature,
+    cross_check,
+    frame_actions,
+    frame_widenings,
+)
+from optimizer.core.values import FrameStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -304,36 +306,6 @@ def content_hash(data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def action_signature(
-    offer: str | None, text: str | None, channel: str | None, send_time: str | None
-) -> str:
-    if offer is None:
-        return NO_CONTACT
-    return f"{offer}|{text}|{channel}|{send_time}"
-
-
-def split_signature(signature: str) -> tuple[str | None, str | None, str | None, str | None]:
-    """The blocks of an action signature; all None for `no_contact`."""
-    if signature == NO_CONTACT:
-        return (None, None, None, None)
-    offer, text, channel, send_time = signature.split("|")
-    return (offer, text, channel, send_time)
-
-
-def frame_actions(spec: FrameSpec, texts: Iterable[TextSpec]) -> list[tuple[str, str, str, str]]:
-    """Every (offer, text, channel, send time) the frame can ever propose."""
-    offers = {key for key, _ in spec.offer_locations()}
-    channels = set(spec.channels)
-    combos: list[tuple[str, str, str, str]] = []
-    for text in texts:
-        if text.offer not in offers:
-            continue
-        for channel in text.channels:
-            if channel in channels:
-                combos.extend((text.offer, text.key, channel, slot) for slot in spec.send_times)
-    return combos
-
-
 # --- loading into the database ---------------------------------------------------------------
 
 
@@ -524,7 +496,7 @@ def frame_columns(spec: FrameSpec) -> dict[str, Any]:
         "reward_definition": spec.attribution.reward.value,
         "reward_range": list(spec.attribution.reward_range(spec.max_offer_cost)),
         "safe_default": spec.safe_default.model_dump(mode="json") if spec.safe_default else None,
-        "policy": spec.policy,
+        "policy": frame_content(spec)["policy"],
         "spec": frame_content(spec),
     }
 
@@ -685,51 +657,6 @@ def latest_revision(session: Session) -> int | None:
 
 
 # --- the serving snapshot --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FrameVersion:
-    """A frame as it serves: its validated spec plus identity and lifecycle."""
-
-    id: int
-    key: str
-    version: int
-    status: str
-    spec: FrameSpec
-    approved_by: str | None
-    approved_at: datetime | None
-
-
-@dataclass(frozen=True)
-class CatalogSnapshot:
-    """Everything the decision path reads from the catalog, as plain validated values."""
-
-    revision: int | None
-    triggers: dict[str, TriggerSpec]
-    channels: dict[str, ChannelSpec]
-    send_times: dict[str, SendTimeSpec]
-    offers: dict[str, OfferSpec]
-    texts: dict[str, TextSpec]
-    frames: tuple[FrameVersion, ...]
-    actions: dict[str, int]
-    modes: dict[str, str] = field(default_factory=dict)
-    """Frames not in normal mode (the kill switch puts a frame in `safe` mode)."""
-
-    @cached_property
-    def _texts_by_offer_language(self) -> dict[tuple[str, str], list[TextSpec]]:
-        index: dict[tuple[str, str], list[TextSpec]] = {}
-        for text in sorted(self.texts.values(), key=lambda t: t.key):
-            index.setdefault((text.offer, text.language), []).append(text)
-        return index
-
-    def texts_for(self, offer: str, language: str) -> list[TextSpec]:
-        """The texts of an offer in a language, by key."""
-        return self._texts_by_offer_language.get((offer, language), [])
-
-    def frames_for_trigger(self, trigger: str) -> list[FrameVersion]:
-        """Active frames for a trigger, highest priority first."""
-        found = [f for f in self.frames if trigger in f.spec.triggers]
-        return sorted(found, key=lambda f: (-f.spec.priority, f.key))
 
 
 def read_snapshot(

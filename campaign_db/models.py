@@ -26,18 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from campaign_db.catalog_schema import check_language, check_time_zone, languages, time_zones
-from campaign_db.types import (
-    CalendarDate,
-    Float64Array,
-    HealthClass,
-    Int32Array,
-    JsonFloat,
-    UTCDateTime,
-    new_id,
-    refuse_nul,
-    utcnow,
-)
+from campaign_db.types import Float64Array, Int32Array, UTCDateTime
+from optimizer.core.catalog import check_language, check_time_zone, languages, time_zones
+from optimizer.core.values import CalendarDate, HealthClass, JsonFloat, new_id, refuse_nul, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 

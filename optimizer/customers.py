@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from campaign_db import queries
 from campaign_db.engine import session_scope, truncate_wal
 from campaign_db.models import AuditLog, Channel, Customer, CustomerPublic, CustomerUpsert
-from campaign_db.types import JsonBool, NulFreeStr, Timestamp, utcnow
+from optimizer.core.values import JsonBool, NulFreeStr, Timestamp, utcnow
 from optimizer.errors import NotFoundError
 
 log = logging.getLogger("campopt.customers")

@@ -33,11 +33,16 @@ from pydantic import (
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.catalog import NO_CONTACT, CatalogSnapshot, split_signature
-from campaign_db.catalog_schema import KEY_PATTERN, SafeDefaultSpec
 from campaign_db.engine import session_scope
 from campaign_db.hotpath import CustomerRecord, CustomerRow, DecisionStore
-from campaign_db.types import DecisionReason, Timestamp, new_id, refuse_nul, utcnow
+from optimizer.core.catalog import (
+    KEY_PATTERN,
+    NO_CONTACT,
+    CatalogSnapshot,
+    SafeDefaultSpec,
+    split_signature,
+)
+from optimizer.core.values import DecisionReason, Timestamp, new_id, refuse_nul, utcnow
 from optimizer.eligibility import (
     Candidate,
     CandidateSet,

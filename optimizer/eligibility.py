@@ -21,9 +21,17 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from campaign_db.catalog import NO_CONTACT, CatalogSnapshot, FrameVersion, action_signature
-from campaign_db.catalog_schema import ContactPolicySpec, OfferSpec, QuietHours, SendTimeSpec
-from campaign_db.types import ChannelKind, SendTimeKind
+from optimizer.core.catalog import (
+    NO_CONTACT,
+    CatalogSnapshot,
+    ContactPolicySpec,
+    FrameVersion,
+    OfferSpec,
+    QuietHours,
+    SendTimeSpec,
+    action_signature,
+)
+from optimizer.core.values import ChannelKind, SendTimeKind
 from optimizer.features import NO_CONTACT_LINE, action_line
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from campaign_db.catalog import CatalogSnapshot, split_signature
+from optimizer.core.catalog import CatalogSnapshot, split_signature
 
 if TYPE_CHECKING:
     from optimizer.eligibility import CustomerState

@@ -22,14 +22,7 @@ from sqlmodel import Session
 from campaign_db import queries
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog
-from campaign_db.types import (
-    DecisionReason,
-    JsonFloat,
-    NulFreeStr,
-    Timestamp,
-    new_id,
-    utcnow,
-)
+from optimizer.core.values import DecisionReason, JsonFloat, NulFreeStr, Timestamp, new_id, utcnow
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 
 EventKind = Literal[

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.catalog import FrameVersion
 from campaign_db.engine import session_scope
-from campaign_db.types import utcnow
+from optimizer.core.catalog import FrameVersion
+from optimizer.core.values import utcnow
 from optimizer.errors import ConflictError, NotFoundError
 
 log = logging.getLogger("campopt.guardrails")

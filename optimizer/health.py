@@ -19,8 +19,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from campaign_db.catalog import CatalogSnapshot
-from campaign_db.types import HealthClass, JsonFloat, Timestamp
+from optimizer.core.catalog import CatalogSnapshot
+from optimizer.core.values import HealthClass, JsonFloat, Timestamp
 
 
 class UsageIndexConfig(BaseModel):

@@ -28,7 +28,8 @@ from campaign_db import learning
 from campaign_db.engine import session_scope
 from campaign_db.learning import LearnableReward
 from campaign_db.models import LearnerCheckpoint
-from campaign_db.types import utcnow
+from optimizer.core.policy_spec import PolicySpec
+from optimizer.core.values import utcnow
 from optimizer.features import ActionLines, shared_line
 from optimizer.policy import UNTRAINED_VERSION, BanditPolicy
 from optimizer.serving import (
@@ -36,10 +37,8 @@ from optimizer.serving import (
     ModelSource,
     PolicyPool,
     ServedVersion,
-    frame_policy_spec,
     online_version,
 )
-from optimizer.spec import PolicySpec
 
 log = logging.getLogger("campopt.learner")
 
@@ -162,7 +161,7 @@ class OnlineLearner:
         served = self.publisher.serving(name) if self.publisher is not None else None
         if served is not None and self.source is not None:
             return self._take_over(name, served, lines)
-        lineage = _Lineage(BanditPolicy(frame_policy_spec(frame), name=name), None, cursor=0)
+        lineage = _Lineage(BanditPolicy(frame.spec.policy_spec(), name=name), None, cursor=0)
         self.lineages[name] = lineage
         self._catch_up(lineage, lines)
         return lineage

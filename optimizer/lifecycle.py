@@ -26,12 +26,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.catalog import FrameVersion
 from campaign_db.engine import session_scope
-from campaign_db.types import utcnow
 from offline_eval import DR, SNIPS, Estimate, LoggedMean, cross_fit, evaluate
 from offline_eval.estimators import Diagnostics
 from offline_eval.gate import GateConfig, GateResult, Guardrail, promotion_gate
+from optimizer.core.catalog import FrameVersion
+from optimizer.core.policy_spec import PolicySpec
+from optimizer.core.values import utcnow
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 from optimizer.offline import (
     SEGMENTS,
@@ -48,8 +49,7 @@ from optimizer.offline import (
 )
 from optimizer.policy import BanditPolicy
 from optimizer.publishing import make_serving, served_version, version_cut_off
-from optimizer.serving import CatalogCache, frame_policy_spec
-from optimizer.spec import PolicySpec
+from optimizer.serving import CatalogCache
 
 if TYPE_CHECKING:
     from optimizer.registry import PolicyRegistry
@@ -150,7 +150,7 @@ class PolicyLifecycle:
         """Train a candidate on the earlier logs, gate it on the later ones, register it as the
         challenger with all its evidence."""
         frame = self._frame(frame_key)
-        spec = spec or frame_policy_spec(frame)
+        spec = spec or frame.spec.policy_spec()
         snapshot, lines = self.catalog.current()
         logs = load_decision_logs(self.engine, snapshot, frame_key=frame_key)
         earlier, later, cut_off = logs.split_by_sequence(self.config.later_share)

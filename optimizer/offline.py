@@ -19,15 +19,15 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.catalog import CatalogSnapshot, split_signature
 from campaign_db.engine import session_scope
 from offline_eval import LoggedBandit
 from offline_eval.report import TrainingWindow
 from offline_eval.reward_models import Features
+from optimizer.core.catalog import CatalogSnapshot, split_signature
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.features import ActionLines, shared_line
 from optimizer.policy import BanditPolicy
 from optimizer.serving import ONLINE_PREFIX
-from optimizer.spec import PolicySpec
 from optimizer.vw import RegressionModel
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]

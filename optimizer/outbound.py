@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
-from campaign_db.types import ChannelKind, json_number, utcnow
+from optimizer.core.values import ChannelKind, json_number, utcnow
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
 from optimizer.errors import NotFoundError
 from optimizer.feedback import DeliveryEventIn, record_events

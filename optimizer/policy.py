@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.cost_limit import cap_expected_cost
-from optimizer.spec import PolicySpec
 from optimizer.vw import CBModel
 
 UNTRAINED_VERSION = "0"

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from campaign_db import learning, queries
 from campaign_db.engine import session_scope
-from campaign_db.types import utcnow
+from optimizer.core.values import utcnow
 from optimizer.policy import BanditPolicy
 from optimizer.serving import CatalogCache, ServedVersion, StoredModel
 

@@ -15,10 +15,11 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from campaign_db import queries
-from campaign_db.catalog import read_snapshot, split_signature
+from campaign_db.catalog import read_snapshot
 from campaign_db.engine import session_scope
 from campaign_db.queries import DueReward
-from campaign_db.types import DecisionReason, RewardDefinition
+from optimizer.core.catalog import split_signature
+from optimizer.core.values import DecisionReason, RewardDefinition
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from campaign_db import learning, queries
-from campaign_db.catalog import CatalogSnapshot, FrameVersion, read_snapshot
+from campaign_db.catalog import read_snapshot
 from campaign_db.engine import session_scope
+from optimizer.core.catalog import CatalogSnapshot, FrameVersion
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.eligibility import Combination, frame_combinations
 from optimizer.features import ActionLines
 from optimizer.policy import UNTRAINED_VERSION, BanditPolicy
-from optimizer.spec import PolicySpec
 
 
 class CatalogCache:
@@ -140,11 +141,6 @@ def policy_name(frame_key: str) -> str:
     return frame_key
 
 
-def frame_policy_spec(frame: FrameVersion) -> PolicySpec:
-    """The frame's policy spec (defaults where the catalog says nothing)."""
-    return PolicySpec.model_validate({"name": frame.key, **(frame.spec.policy or {})})
-
-
 class PolicyPool:
     """One policy per frame: the serving version from the model source, else untrained.
 
@@ -173,7 +169,7 @@ class PolicyPool:
             with self._lock:
                 policy = self._policies.get(name)
                 if policy is None:
-                    spec = frame_policy_spec(frame)
+                    spec = frame.spec.policy_spec()
                     self._specs[name] = spec
                     policy = BanditPolicy(spec, name=name, version=UNTRAINED_VERSION)
                     self._policies[name] = policy

@@ -20,8 +20,8 @@ from sqlmodel import SQLModel
 
 from campaign_db import migrate
 from campaign_db.catalog import read_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url
+from optimizer.core.catalog import CatalogSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CATALOG = ROOT / "examples" / "catalog"

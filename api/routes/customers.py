@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Response
 from api.auth import AdminKey, FeedbackKey, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from campaign_db.catalog_schema import KEY_PATTERN
 from campaign_db.models import CustomerPublic, CustomerUpsert
 from optimizer import customers
+from optimizer.core.catalog import KEY_PATTERN
 from optimizer.customers import ConsentPublic, ConsentUpdate, ErasureResult
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])

@@ -10,8 +10,8 @@ from api.auth import FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.observability import FEEDBACK_LAG
-from campaign_db.types import utcnow
 from optimizer import feedback
+from optimizer.core.values import utcnow
 from optimizer.feedback import (
     ConversionIn,
     ConversionResult,

@@ -13,10 +13,10 @@ from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from campaign_db import queries
 from campaign_db.catalog import approve_frame
-from campaign_db.catalog_schema import KEY_PATTERN
 from campaign_db.engine import session_scope
-from campaign_db.types import NulFreeStr, Timestamp, utcnow
 from optimizer import guardrails
+from optimizer.core.catalog import KEY_PATTERN
+from optimizer.core.values import NulFreeStr, Timestamp, utcnow
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.lifecycle import parse_version_id
 from optimizer.publishing import serving_states

@@ -10,8 +10,8 @@ from api.auth import DecideKey, FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.routes.customers import CustomerIdPath
-from campaign_db.catalog_schema import KEY_PATTERN
 from optimizer import outbound
+from optimizer.core.catalog import KEY_PATTERN
 from optimizer.errors import NotFoundError
 from optimizer.health import UsageIn
 from optimizer.outbound import OutboxAck, OutboxAckResult, OutboxItem, UsageResult, UsageRow

@@ -30,10 +30,10 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.errors import UnavailableError
 from optimizer.policy import BanditPolicy
 from optimizer.serving import StoredModel
-from optimizer.spec import PolicySpec
 
 log = logging.getLogger("campopt.registry")
 logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -16,9 +16,9 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.features import shared_line
 from optimizer.policy import BanditPolicy
-from optimizer.spec import PolicySpec
 
 
 class PolicyPythonModel(PythonModel):

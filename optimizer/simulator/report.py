@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from campaign_db.catalog import CatalogSnapshot
+from optimizer.core.catalog import CatalogSnapshot
 from optimizer.simulator import metrics
 from optimizer.simulator.run import SimulationResult
 

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
-from campaign_db.types import ChannelKind
+from optimizer.core.values import ChannelKind
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.feedback import (
     ConversionIn,

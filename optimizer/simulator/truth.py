@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from campaign_db.catalog import CatalogSnapshot, split_signature
+from optimizer.core.catalog import CatalogSnapshot, split_signature
 
 CLASSES = "ABCD"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from campaign_db.types import utcnow
+from optimizer.core.values import utcnow
 from tests.optimizer.helpers import serve_churn_decisions
 
 

@@ -27,14 +27,13 @@ from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.decisions import DecisionRequest
 from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
 from optimizer.publishing import make_serving
-from optimizer.serving import frame_policy_spec
-from optimizer.spec import PolicySpec
 
 FRAME = "churn_prevention"
 MINIMAL = Path(__file__).resolve().parents[1] / "campaign_db" / "minimal_catalog.yaml"
@@ -133,7 +132,7 @@ def register_bad_champion(services: Any) -> str:
         sequences=earlier.sequences,
     )
     frame = next(f for f in snapshot.frames if f.key == FRAME)
-    policy = train_policies(flipped, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
+    policy = train_policies(flipped, {FRAME: frame.spec.policy_spec()}, lines)[FRAME]
     version = services.source.register(
         policy,
         action_lines={s: lines[a] for s, a in snapshot.actions.items()},
@@ -302,7 +301,7 @@ def test_versions_are_evaluated_only_after_their_training_cutoff(world: Settings
         snapshot, lines = services.catalog.current()
         logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
         frame = next(f for f in snapshot.frames if f.key == FRAME)
-        policy = train_policies(logs, {FRAME: frame_policy_spec(frame)}, lines)[FRAME]
+        policy = train_policies(logs, {FRAME: frame.spec.policy_spec()}, lines)[FRAME]
         everything = services.source.register(
             policy,
             action_lines={s: lines[a] for s, a in snapshot.actions.items()},

@@ -11,16 +11,11 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from api.cli import app
-from campaign_db.catalog import (
-    CatalogError,
-    dump_yaml,
-    export_catalog,
-    load_catalog,
-    read_catalog,
-)
+from campaign_db.catalog import CatalogError, dump_yaml, export_catalog, load_catalog, read_catalog
 from campaign_db.engine import session_scope
 from campaign_db.models import Action, AuditLog, CatalogRevision, DecisionFrame, Offer, Text
-from campaign_db.types import FrameStatus
+from optimizer.core.catalog import FrameSpec
+from optimizer.core.values import FrameStatus
 
 MINIMAL = Path(__file__).parent / "minimal_catalog.yaml"
 
@@ -91,6 +86,20 @@ BAD_CATALOGS = [
         "    kind: tip\n    colour: blue\n",
         "offers[1].colour",
         "unknown field",
+    ),
+    (
+        "misspelt_policy_setting",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    policy: {learnin_rate: 0.3}\n",
+        "frames[0].policy.learnin_rate",
+        "unknown field",
+    ),
+    (
+        "policy_setting_out_of_range",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    policy:\n      bits: 40\n",
+        "frames[0].policy.bits",
+        "less than or equal to 28",
     ),
 ]
 
@@ -269,8 +278,31 @@ def test_narrowing_a_frame_takes_effect_without_approval(engine: Engine, tmp_pat
     assert ("frame.narrow", "churn_prevention v2") in audit
 
 
+def test_a_frame_policy_is_stored_as_written_and_served_under_the_frame_key(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Only the settings the catalog names are stored, so a changed default does not make a new
+    frame version; the policy the frame serves carries the frame's key as its name."""
+    text = MINIMAL.read_text(encoding="utf-8")
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        text.replace("    max_offer_cost: 12\n", "    max_offer_cost: 12\n    policy: {bits: 20}\n"),
+        encoding="utf-8",
+    )
+    catalog = read_catalog(path)
+    with session_scope(engine) as session:
+        load_catalog(session, catalog=catalog, source=str(path), actor="test")
+    with session_scope(engine) as session:
+        stored = session.exec(select(DecisionFrame)).one()
+        spec = FrameSpec.model_validate(stored.spec)
+    assert stored.spec["policy"] == {"bits": 20}
+    assert spec.policy_spec().bits == 20
+    assert spec.policy_spec().name == spec.key
+    assert catalog.frames[0].policy_spec() == spec.policy_spec()
+
+
 def test_frame_widenings_name_each_loosening() -> None:
-    from campaign_db.catalog_schema import frame_widenings
+    from optimizer.core.catalog import frame_widenings
 
     old = read_catalog(MINIMAL).frames[0]
     wider = old.model_copy(

@@ -12,10 +12,10 @@ from hypothesis.extra.numpy import arrays
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from campaign_db.catalog import CatalogSnapshot, load_catalog, read_snapshot, split_signature
-from campaign_db.catalog_schema import CatalogSpec
+from campaign_db.catalog import load_catalog, read_snapshot
 from campaign_db.engine import session_scope
 from campaign_db.models import DecisionLog
+from optimizer.core.catalog import CatalogSnapshot, CatalogSpec, split_signature
 from optimizer.cost_limit import cap_expected_cost, expected_cost
 from tests.optimizer.helpers import serve_churn_decisions
 

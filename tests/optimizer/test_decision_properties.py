@@ -12,11 +12,11 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from campaign_db.catalog import load_catalog, read_snapshot
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import session_scope
 from campaign_db.models import ContactHistory, CustomerUpsert, DecisionLog
-from campaign_db.types import ChannelKind
 from optimizer import customers
+from optimizer.core.catalog import CatalogSpec
+from optimizer.core.values import ChannelKind
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.eligibility import is_quiet

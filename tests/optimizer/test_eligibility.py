@@ -9,15 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaign_db.catalog import CatalogSnapshot, FrameVersion, action_signature, frame_actions
-from campaign_db.catalog_schema import (
+from optimizer.core.catalog import (
+    CatalogSnapshot,
     CatalogSpec,
     ContactPolicySpec,
+    FrameVersion,
     Limit,
     QuietHours,
     SendTimeSpec,
+    action_signature,
+    frame_actions,
 )
-from campaign_db.types import ChannelKind
+from optimizer.core.values import ChannelKind
 from optimizer.eligibility import (
     CustomerState,
     PastContact,

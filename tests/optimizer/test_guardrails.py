@@ -12,10 +12,11 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from campaign_db import queries
-from campaign_db.catalog import FrameVersion, read_snapshot, split_signature
+from campaign_db.catalog import read_snapshot
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog, DecisionLog
-from campaign_db.types import utcnow
+from optimizer.core.catalog import FrameVersion, split_signature
+from optimizer.core.values import utcnow
 from optimizer.guardrails import SAFE, FrameHealth, monitor, trip
 from tests.optimizer.helpers import serve_churn_decisions
 

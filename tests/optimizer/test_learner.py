@@ -37,7 +37,6 @@ from optimizer.serving import (
     CheckpointSource,
     PolicyPool,
     ServedVersion,
-    frame_policy_spec,
 )
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -210,7 +209,7 @@ def register_untrained(registry: PolicyRegistry, catalog: CatalogCache) -> str:
     snapshot, lines = catalog.current()
     frame = next(f for f in snapshot.frames if f.key == "churn_prevention")
     return registry.register(
-        BanditPolicy(frame_policy_spec(frame), name="churn_prevention"),
+        BanditPolicy(frame.spec.policy_spec(), name="churn_prevention"),
         action_lines={s: lines[a] for s, a in snapshot.actions.items()},
         floor_share=0.05,
         source="offline",

@@ -32,8 +32,8 @@ from sqlmodel import SQLModel
 
 from campaign_db import learning
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import session_scope
+from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner
 from optimizer.publishing import (
     ApprovedSource,

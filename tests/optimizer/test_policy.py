@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pydantic import ValidationError
 
-from campaign_db.catalog_schema import ExplorationSpec
+from optimizer.core.policy_spec import ExplorationSpec, PolicySpec
 from optimizer.policy import (
     BanditPolicy,
     mix_with_uniform,
@@ -19,7 +19,6 @@ from optimizer.policy import (
     sample_index,
     seed_from_id,
 )
-from optimizer.spec import PolicySpec
 from optimizer.vw import CBModel, VWError
 
 ACTIONS = [f"|o offer_{i % 5} |n ch_{i % 3} |s slot_{i % 4} |x text_{i}" for i in range(40)]

@@ -8,11 +8,11 @@ import mlflow
 import numpy as np
 import pytest
 
+from optimizer.core.policy_spec import PolicySpec
 from optimizer.errors import ConflictError
 from optimizer.policy import BanditPolicy
 from optimizer.registry import CHAMPION, PolicyRegistry
 from optimizer.serving import PolicyPool
-from optimizer.spec import PolicySpec
 
 ACTIONS = {f"o{i}|t|email|s": f"|o o{i} |n email |s s |x t{i}" for i in range(6)}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from api.demo import run_demo
-from campaign_db.catalog_schema import CatalogSpec, ContactPolicySpec, Limit
+from optimizer.core.catalog import CatalogSpec, ContactPolicySpec, Limit
 from optimizer.simulator.metrics import count_cap_violations, uplift
 from optimizer.simulator.run import SimulationConfig
 from optimizer.simulator.truth import GroundTruth

@@ -24,9 +24,9 @@ from sqlmodel import col, select
 from api.auth import create_key
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog, Reward
+from optimizer.core.catalog import CatalogSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from campaign_db import queries
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
+from optimizer.core.catalog import CatalogSpec
 from optimizer.simulator.metrics import count_cap_violations
 from tests.api.test_decisions_api import CHANNELS, NOW, not_in_holdout
 from tests.system.cluster import (

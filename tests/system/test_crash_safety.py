@@ -25,9 +25,9 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 from campaign_db import learning
-from campaign_db.catalog_schema import CatalogSpec
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory, Conversion, DecisionLog, LearnerCheckpoint, Reward
+from optimizer.core.catalog import CatalogSpec
 from tests.api.test_decisions_api import CHANNELS
 from tests.system.cluster import (
     FAST_JOBS,

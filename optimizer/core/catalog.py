@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Any, Literal, Self
 
 import pycountry
@@ -21,10 +23,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_serializer,
     model_validator,
 )
 
-from campaign_db.types import ChannelKind, HealthClass, OfferKind, RewardDefinition, SendTimeKind
+from optimizer.core.policy_spec import ExplorationSpec, PolicySpec
+from optimizer.core.values import (
+    ChannelKind,
+    HealthClass,
+    OfferKind,
+    RewardDefinition,
+    SendTimeKind,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -102,10 +112,6 @@ def check_currency(value: str) -> str:
 TimeZone = Annotated[str, AfterValidator(check_time_zone)]
 Language = Annotated[str, AfterValidator(check_language)]
 Currency = Annotated[str, AfterValidator(check_currency)]
-
-
-Algorithm = Literal["epsilon_greedy", "squarecb", "bagging", "cover"]
-ALGORITHMS: tuple[Algorithm, ...] = ("epsilon_greedy", "squarecb", "bagging", "cover")
 
 
 class _Spec(BaseModel):
@@ -231,19 +237,6 @@ class ContactPolicySpec(_Spec):
     quiet_hours: QuietHours | None = QuietHours(start="21:00", end="08:00")
 
 
-class ExplorationSpec(_Spec):
-    """Bounds a policy must stay within in this frame.
-
-    Every candidate keeps at least `min_probability_share / K` of the probability mass (K
-    candidates), so the logs stay evaluable; `max_epsilon` caps the exploration a policy spec may
-    ask for.
-    """
-
-    min_probability_share: float = Field(default=0.05, ge=0.0, lt=1.0)
-    max_epsilon: float = Field(default=0.3, ge=0.0, le=1.0)
-    algorithms: list[Algorithm] = Field(default_factory=lambda: list(ALGORITHMS))
-
-
 class GuardrailSpec(_Spec):
     max_unsubscribe_rate: Share = 0.02
     max_complaint_rate: Share = 0.005
@@ -316,7 +309,8 @@ class FrameSpec(_Spec):
     holdout_share: float = Field(default=0.05, ge=0.0, le=0.5)
     attribution: AttributionSpec = AttributionSpec()
     safe_default: SafeDefaultSpec | None = None
-    policy: dict[str, Any] | None = None
+    policy: PolicySpec | None = None
+    """The frame's own policy settings; unnamed settings take the frame's key as the name."""
     approval: ApprovalSpec | None = None
 
     @model_validator(mode="after")
@@ -332,6 +326,20 @@ class FrameSpec(_Spec):
             if missing:
                 raise ValueError(f"no offers for health classes {', '.join(sorted(missing))}")
         return self
+
+    @field_serializer("policy")
+    def _policy_as_written(self, policy: PolicySpec | None) -> dict[str, Any] | None:
+        """Store only the settings the catalog names, so a frame's content (and its version)
+        does not change when a default does."""
+        return None if policy is None else policy.model_dump(mode="json", exclude_unset=True)
+
+    def policy_spec(self) -> PolicySpec:
+        """The policy this frame serves: its settings, named after the frame unless named."""
+        if self.policy is None:
+            return PolicySpec(name=self.key)
+        if "name" in self.policy.model_fields_set:
+            return self.policy
+        return self.policy.model_copy(update={"name": self.key})
 
     def offers_by_health_class(self) -> dict[str, list[str]]:
         if isinstance(self.offers, dict):
@@ -493,8 +501,8 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
         extra = set(offers) - set(old_offers.get(hc, []))
         if extra:
             more(f"offers for class {hc}", "+", ", ".join(sorted(extra)))
-    for field, label in (("channels", "channels"), ("send_times", "send times")):
-        extra = set(getattr(new, field)) - set(getattr(old, field))
+    for name, label in (("channels", "channels"), ("send_times", "send times")):
+        extra = set(getattr(new, name)) - set(getattr(old, name))
         if extra:
             more(label, "+", ", ".join(sorted(extra)))
     if new.max_offer_cost > old.max_offer_cost:
@@ -556,3 +564,86 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
     if new.safe_default != old.safe_default:
         more("safe_default", old.safe_default, new.safe_default)
     return out
+
+
+# --- combinations ------------------------------------------------------------------------
+
+NO_CONTACT = "no_contact"
+
+
+def action_signature(
+    offer: str | None, text: str | None, channel: str | None, send_time: str | None
+) -> str:
+    if offer is None:
+        return NO_CONTACT
+    return f"{offer}|{text}|{channel}|{send_time}"
+
+
+def split_signature(signature: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """The blocks of an action signature; all None for `no_contact`."""
+    if signature == NO_CONTACT:
+        return (None, None, None, None)
+    offer, text, channel, send_time = signature.split("|")
+    return (offer, text, channel, send_time)
+
+
+def frame_actions(spec: FrameSpec, texts: Iterable[TextSpec]) -> list[tuple[str, str, str, str]]:
+    """Every (offer, text, channel, send time) the frame can ever propose."""
+    offers = {key for key, _ in spec.offer_locations()}
+    channels = set(spec.channels)
+    combos: list[tuple[str, str, str, str]] = []
+    for text in texts:
+        if text.offer not in offers:
+            continue
+        for channel in text.channels:
+            if channel in channels:
+                combos.extend((text.offer, text.key, channel, slot) for slot in spec.send_times)
+    return combos
+
+
+# --- the serving snapshot --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameVersion:
+    """A frame as it serves: its validated spec plus identity and lifecycle."""
+
+    id: int
+    key: str
+    version: int
+    status: str
+    spec: FrameSpec
+    approved_by: str | None
+    approved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """Everything the decision path reads from the catalog, as plain validated values."""
+
+    revision: int | None
+    triggers: dict[str, TriggerSpec]
+    channels: dict[str, ChannelSpec]
+    send_times: dict[str, SendTimeSpec]
+    offers: dict[str, OfferSpec]
+    texts: dict[str, TextSpec]
+    frames: tuple[FrameVersion, ...]
+    actions: dict[str, int]
+    modes: dict[str, str] = field(default_factory=dict)
+    """Frames not in normal mode (the kill switch puts a frame in `safe` mode)."""
+
+    @cached_property
+    def _texts_by_offer_language(self) -> dict[tuple[str, str], list[TextSpec]]:
+        index: dict[tuple[str, str], list[TextSpec]] = {}
+        for text in sorted(self.texts.values(), key=lambda t: t.key):
+            index.setdefault((text.offer, text.language), []).append(text)
+        return index
+
+    def texts_for(self, offer: str, language: str) -> list[TextSpec]:
+        """The texts of an offer in a language, by key."""
+        return self._texts_by_offer_language.get((offer, language), [])
+
+    def frames_for_trigger(self, trigger: str) -> list[FrameVersion]:
+        """Active frames for a trigger, highest priority first."""
+        found = [f for f in self.frames if trigger in f.spec.triggers]
+        return sorted(found, key=lambda f: (-f.spec.priority, f.key))

@@ -11,9 +11,24 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaign_db.catalog_schema import ExplorationSpec
-
 Algorithm = Literal["epsilon_greedy", "squarecb", "bagging", "cover"]
+ALGORITHMS: tuple[Algorithm, ...] = ("epsilon_greedy", "squarecb", "bagging", "cover")
+
+
+class ExplorationSpec(BaseModel):
+    """Bounds a policy must stay within in this frame.
+
+    Every candidate keeps at least `min_probability_share / K` of the probability mass (K
+    candidates), so the logs stay evaluable; `max_epsilon` caps the exploration a policy spec may
+    ask for.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_probability_share: float = Field(default=0.05, ge=0.0, lt=1.0)
+    max_epsilon: float = Field(default=0.3, ge=0.0, le=1.0)
+    algorithms: list[Algorithm] = Field(default_factory=lambda: list(ALGORITHMS))
+
 
 SHARED_NAMESPACES = {"c": "customer", "t": "trigger", "h": "time of the request"}
 ACTION_NAMESPACES = {"o": "offer", "x": "text", "n": "channel", "s": "send time"}
