@@ -186,13 +186,7 @@ def _champions(source: ModelSource, names: Any) -> dict[str, BanditPolicy]:
             stored = source.load(name, version)
         except Exception:
             continue
-        found[name] = BanditPolicy(
-            stored.spec,
-            name=name,
-            version=version,
-            model_data=stored.model_data,
-            examples_learned=stored.examples_learned,
-        )
+        found[name] = BanditPolicy.from_stored(stored, version=version)
     return found
 
 

@@ -171,13 +171,7 @@ class OnlineLearner:
         replay the policy's rewards after its cut-off up to the read position."""
         assert self.source is not None
         stored = self.source.load(name, served.version)
-        policy = BanditPolicy(
-            stored.spec,
-            name=name,
-            version=served.version,
-            model_data=stored.model_data,
-            examples_learned=stored.examples_learned,
-        )
+        policy = BanditPolicy.from_stored(stored, version=served.version)
         lineage = _Lineage(policy, served.version, cursor=served.cursor)
         replayed = self._catch_up(lineage, lines)
         self.lineages[name] = lineage

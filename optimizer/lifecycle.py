@@ -126,13 +126,7 @@ class PolicyLifecycle:
         if served is None:
             return None
         stored = self.registry.load(name, served.version)
-        return BanditPolicy(
-            stored.spec,
-            name=name,
-            version=served.version,
-            model_data=stored.model_data,
-            examples_learned=stored.examples_learned,
-        )
+        return BanditPolicy.from_stored(stored, version=served.version)
 
     def _cutoff(self, name: str, version: str) -> TrainingCutoff | None:
         """What a registered version was trained on, from its tags; None when it does not say."""
@@ -213,13 +207,7 @@ class PolicyLifecycle:
         self._version(name, version)
         frame = self._frame(name)
         stored = self.registry.load(name, version)
-        candidate = BanditPolicy(
-            stored.spec,
-            name=name,
-            version=version,
-            model_data=stored.model_data,
-            examples_learned=stored.examples_learned,
-        )
+        candidate = BanditPolicy.from_stored(stored, version=version)
         snapshot, _ = self.catalog.current()
         logs = load_decision_logs(self.engine, snapshot, frame_key=name)
         cutoff = self._cutoff(name, version)

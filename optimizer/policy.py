@@ -61,6 +61,17 @@ class Choice:
     seed: int
 
 
+@dataclass(frozen=True)
+class StoredModel:
+    """A model version as a registry hands it out."""
+
+    name: str
+    version: str
+    spec: PolicySpec
+    model_data: bytes
+    examples_learned: int
+
+
 class BanditPolicy:
     """A policy spec plus its VW model, under a name and version from the registry."""
 
@@ -79,6 +90,18 @@ class BanditPolicy:
         self.examples_learned = examples_learned
         self.model = (
             CBModel(spec.vw_args()) if model_data is None else CBModel(model_data=model_data)
+        )
+
+    @classmethod
+    def from_stored(cls, stored: StoredModel, *, version: str | None = None) -> BanditPolicy:
+        """The policy a stored model version describes (under `version` where the caller names
+        the version it asked for)."""
+        return cls(
+            stored.spec,
+            name=stored.name,
+            version=stored.version if version is None else version,
+            model_data=stored.model_data,
+            examples_learned=stored.examples_learned,
         )
 
     @property

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from campaign_db import learning, queries
 from campaign_db.engine import session_scope
 from optimizer.core.values import utcnow
-from optimizer.policy import BanditPolicy
-from optimizer.serving import CatalogCache, ServedVersion, StoredModel
+from optimizer.policy import BanditPolicy, StoredModel
+from optimizer.serving import CatalogCache, ServedVersion
 
 if TYPE_CHECKING:
     from optimizer.registry import PolicyRegistry, VersionInfo

@@ -21,7 +21,7 @@ from optimizer.core.catalog import CatalogSnapshot, FrameVersion
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.eligibility import Combination, frame_combinations
 from optimizer.features import ActionLines
-from optimizer.policy import UNTRAINED_VERSION, BanditPolicy
+from optimizer.policy import UNTRAINED_VERSION, BanditPolicy, StoredModel
 
 
 class CatalogCache:
@@ -71,17 +71,6 @@ class CatalogCache:
             combos = frame_combinations(snapshot, frame, language, health_class)
             self._combinations[key] = combos
         return combos
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    """A model version as a registry hands it out."""
-
-    name: str
-    version: str
-    spec: PolicySpec
-    model_data: bytes
-    examples_learned: int
 
 
 @dataclass(frozen=True)
@@ -180,16 +169,6 @@ class PolicyPool:
         for frame in frames:
             self.policy_for(frame)
 
-    @staticmethod
-    def _from_stored(stored: StoredModel) -> BanditPolicy:
-        return BanditPolicy(
-            stored.spec,
-            name=stored.name,
-            version=stored.version,
-            model_data=stored.model_data,
-            examples_learned=stored.examples_learned,
-        )
-
     def _report(self, name: str, exc: Exception) -> None:
         self.last_refresh_ok = False
         if self._on_error is not None:
@@ -214,7 +193,7 @@ class PolicyPool:
                 version = self._source.serving_version(name)
                 if version is None or version == current.version:
                     continue
-                self.install(self._from_stored(self._source.load(name, version)))
+                self.install(BanditPolicy.from_stored(self._source.load(name, version)))
                 changed.append(name)
             except Exception as exc:
                 ok = False

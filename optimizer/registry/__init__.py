@@ -32,8 +32,7 @@ from mlflow.exceptions import MlflowException
 
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.errors import UnavailableError
-from optimizer.policy import BanditPolicy
-from optimizer.serving import StoredModel
+from optimizer.policy import BanditPolicy, StoredModel
 
 log = logging.getLogger("campopt.registry")
 logging.getLogger("mlflow").setLevel(logging.WARNING)

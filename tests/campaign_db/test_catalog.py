@@ -286,7 +286,9 @@ def test_a_frame_policy_is_stored_as_written_and_served_under_the_frame_key(
     text = MINIMAL.read_text(encoding="utf-8")
     path = tmp_path / "catalog.yaml"
     path.write_text(
-        text.replace("    max_offer_cost: 12\n", "    max_offer_cost: 12\n    policy: {bits: 20}\n"),
+        text.replace(
+            "    max_offer_cost: 12\n", "    max_offer_cost: 12\n    policy: {bits: 20}\n"
+        ),
         encoding="utf-8",
     )
     catalog = read_catalog(path)
