@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,21 +112,39 @@ def _truncate_postgres(engine: Engine) -> None:
         connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated, empty database on each backend."""
-    if request.param == "sqlite":
+@contextmanager
+def _empty_database(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[Engine]:
+    if backend == "sqlite":
         path = tmp_path / "campopt.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         engine = create_engine_from_url(f"sqlite:///{path}")
-        yield engine
-        engine.dispose()
     else:
-        url = request.getfixturevalue("postgres_migrated_url")
-        engine = create_engine_from_url(url)
+        engine = create_engine_from_url(request.getfixturevalue("postgres_migrated_url"))
         _truncate_postgres(engine)
+    try:
         yield engine
+    finally:
         engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database on each backend."""
+    with _empty_database(request, request.param, tmp_path) as engine:
+        yield engine
+
+
+@pytest.fixture(params=["memory", *BACKENDS])
+def store_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine | None]:
+    """For store contract tests: None where the in-memory stores are under test, else a
+    migrated, empty database on each backend."""
+    if request.param == "memory":
+        yield None
+        return
+    with _empty_database(request, request.param, tmp_path) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The stores the optimizer's use cases need, as Protocols; `campaign_db` implements them."""
