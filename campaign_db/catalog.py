@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from campaign_db.engine import session_scope
 from campaign_db.models import (
     Action,
     AuditLog,
@@ -712,3 +713,30 @@ def frame_version(row: DecisionFrame) -> FrameVersion:
         approved_by=row.approved_by,
         approved_at=row.approved_at,
     )
+
+
+def catalog_fingerprint(session: Session) -> tuple[Any, ...]:
+    """Changes whenever a catalog load or a frame status change could change decisions."""
+    revision = session.exec(select(func.max(CatalogRevision.id))).one()
+    frames = session.exec(
+        select(DecisionFrame.id, DecisionFrame.status).order_by(col(DecisionFrame.id))
+    ).all()
+    states = session.exec(
+        select(FrameState.frame_key, FrameState.mode).order_by(col(FrameState.frame_key))
+    ).all()
+    return (revision, tuple(frames), tuple(states))
+
+
+class SqlCatalogReader:
+    """The optimizer's `CatalogReader` over the catalog tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        with session_scope(self.engine) as session:
+            return catalog_fingerprint(session)
+
+    def snapshot(self) -> CatalogSnapshot:
+        with session_scope(self.engine) as session:
+            return read_snapshot(session)

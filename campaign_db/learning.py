@@ -1,31 +1,33 @@
-"""Queries of the learning aggregate: final rewards in sequence order, the learner's checkpoints,
-and the serving record (which version each policy serves, and up to which reward it learned)."""
+"""The learning aggregate in SQL: final rewards in sequence order, the learner's checkpoints,
+and the serving record (which version each policy serves, and up to which reward it learned).
+
+`SqlLearningStore` implements the optimizer's `LearningStore` port; the session-level queries
+below serve it and the tests and tools that look at the tables directly.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-import numpy as np
-from sqlalchemy import func, update
+from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from campaign_db.audit import add_audit
+from campaign_db.engine import session_scope
 from campaign_db.models import DecisionLog, LearnerCheckpoint, Reward, ServingPolicy
+from optimizer.core.policy_spec import PolicySpec
+from optimizer.ports.audit import AuditEntry
+from optimizer.ports.learning import (
+    ANY_VERSION,
+    Checkpoint,
+    LearnableReward,
+    ServingRecord,
+)
 
 LEARNED_REASONS = ("policy", "policy_no_contact")
-
-
-@dataclass(frozen=True)
-class LearnableReward:
-    sequence: int
-    policy_name: str
-    context: dict[str, Any]
-    action_ids: np.ndarray[Any, Any]
-    chosen_action_id: int
-    probability: float
-    reward: float
 
 
 def final_rewards_after(
@@ -124,15 +126,9 @@ def record_serving(
     source: str,
     actor: str,
     now: datetime,
-    only_replacing: str | Literal["any"] | None = "any",
+    only_replacing: str | Literal["any"] | None = ANY_VERSION,
 ) -> bool:
-    """Make `version` the one `policy_name` serves; returns whether it did.
-
-    By default it replaces whatever serves (a promotion, a rollback). With `only_replacing` a
-    version (or None: no record yet) it is a compare-and-set: the record changes only while it
-    still names that version, so the learner's publication never overwrites a promotion that
-    happened meanwhile.
-    """
+    """See `ServingRecords.record_serving`."""
     values = {
         "version": version,
         "cursor": cursor,
@@ -144,11 +140,11 @@ def record_serving(
     if only_replacing is None:
         return _insert_serving(session, policy_name=policy_name, values=values)
     statement = update(ServingPolicy).where(col(ServingPolicy.policy_name) == policy_name)
-    if only_replacing != "any":
+    if only_replacing != ANY_VERSION:
         statement = statement.where(col(ServingPolicy.version) == only_replacing)
     if session.execute(statement.values(**values)).rowcount == 1:  # type: ignore[attr-defined]
         return True
-    return only_replacing == "any" and _insert_serving(
+    return only_replacing == ANY_VERSION and _insert_serving(
         session, policy_name=policy_name, values=values
     )
 
@@ -172,3 +168,134 @@ def mark_alias(
         .where(col(ServingPolicy.policy_name) == policy_name, col(ServingPolicy.version) == version)
         .values(alias_synced=tampered_alias is None, tampered_alias=tampered_alias)
     )
+
+
+# --- the store behind the port ------------------------------------------------------------------
+
+
+def _checkpoint(row: LearnerCheckpoint) -> Checkpoint:
+    return Checkpoint(
+        id=row.id,
+        policy_name=row.policy_name,
+        cursor=row.cursor,
+        examples_learned=row.examples_learned,
+        base_version=row.base_version,
+        published_version=row.published_version,
+        spec=PolicySpec.model_validate(row.spec),
+        model=row.model,
+        created_at=row.created_at,
+    )
+
+
+def _record(row: ServingPolicy) -> ServingRecord:
+    return ServingRecord(
+        policy_name=row.policy_name,
+        version=row.version,
+        cursor=row.cursor,
+        source=row.source,
+        alias_synced=row.alias_synced,
+        tampered_alias=row.tampered_alias,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+    )
+
+
+class SqlLearningStore:
+    """The optimizer's `LearningStore`: each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def final_rewards_after(
+        self,
+        *,
+        cursor: int,
+        limit: int,
+        policy_name: str | None = None,
+        through: int | None = None,
+    ) -> list[LearnableReward]:
+        with session_scope(self.engine) as session:
+            return final_rewards_after(
+                session, cursor=cursor, limit=limit, policy_name=policy_name, through=through
+            )
+
+    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
+        rows = [
+            LearnerCheckpoint(
+                policy_name=c.policy_name,
+                cursor=c.cursor,
+                examples_learned=c.examples_learned,
+                base_version=c.base_version,
+                published_version=c.published_version,
+                spec=c.spec.model_dump(mode="json"),
+                model=c.model,
+                created_at=c.created_at,
+            )
+            for c in checkpoints
+        ]
+        with session_scope(self.engine, write=True) as session:
+            session.add_all(rows)
+            session.flush()
+        return [_checkpoint(row) for row in rows]
+
+    def newest_checkpoints(self) -> list[Checkpoint]:
+        with session_scope(self.engine) as session:
+            return [_checkpoint(row) for row in latest_checkpoints(session)]
+
+    def newest_checkpoint(
+        self, policy_name: str, *, cursor: int | None = None
+    ) -> Checkpoint | None:
+        with session_scope(self.engine) as session:
+            row = newest_checkpoint(session, policy_name=policy_name, cursor=cursor)
+            return None if row is None else _checkpoint(row)
+
+    def mark_published(self, checkpoint_id: int, *, version: str) -> None:
+        with session_scope(self.engine, write=True) as session:
+            mark_published(session, checkpoint_id=checkpoint_id, version=version)
+
+    def serving(self, policy_name: str) -> ServingRecord | None:
+        with session_scope(self.engine) as session:
+            row = serving_policy(session, policy_name=policy_name)
+            return None if row is None else _record(row)
+
+    def serving_records(self) -> list[ServingRecord]:
+        with session_scope(self.engine) as session:
+            return [_record(row) for row in serving_policies(session)]
+
+    def record_serving(
+        self,
+        *,
+        policy_name: str,
+        version: str,
+        cursor: int,
+        source: str,
+        actor: str,
+        now: datetime,
+        only_replacing: str | Literal["any"] | None = ANY_VERSION,
+    ) -> bool:
+        with session_scope(self.engine, write=True) as session:
+            return record_serving(
+                session,
+                policy_name=policy_name,
+                version=version,
+                cursor=cursor,
+                source=source,
+                actor=actor,
+                now=now,
+                only_replacing=only_replacing,
+            )
+
+    def mark_alias(
+        self,
+        *,
+        policy_name: str,
+        version: str,
+        tampered_alias: str | None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        with session_scope(self.engine, write=True) as session:
+            mark_alias(
+                session, policy_name=policy_name, version=version, tampered_alias=tampered_alias
+            )
+            if audit is not None:
+                add_audit(session, audit)
