@@ -22,7 +22,9 @@ from api.routes import customers, decisions, feedback, governance, health, outbo
 from api.scheduler import SchedulerRunner
 from api.settings import Settings
 from campaign_db import migrate
+from campaign_db.catalog import SqlCatalogReader
 from campaign_db.engine import Checkpointer, create_engine_from_url
+from campaign_db.learning import SqlLearningStore
 from offline_eval.gate import GateConfig
 from optimizer.decisions import DecisionService
 from optimizer.lifecycle import PolicyLifecycle
@@ -108,8 +110,10 @@ class Services:
             from optimizer.registry import PolicyRegistry
 
             assert isinstance(self.source, PolicyRegistry)
-            publisher = RegistryPublisher(self.engine, self.source, self.catalog)
-        learner = OnlineLearner(self.engine, self.catalog, source=self.source, publisher=publisher)
+            publisher = RegistryPublisher(SqlLearningStore(self.engine), self.source, self.catalog)
+        learner = OnlineLearner(
+            SqlLearningStore(self.engine), self.catalog, source=self.source, publisher=publisher
+        )
         self.scheduler = SchedulerRunner(self, learner).start()
         return self.scheduler
 
@@ -183,19 +187,21 @@ def serving_source(engine: Engine, registry: ModelSource | None) -> ModelSource:
     """What serving loads: with a registry, the versions our serving record approved (never
     whatever MLflow's alias says); without one, the learner's newest checkpoints."""
     if registry is None:
-        return CheckpointSource(engine)
+        return CheckpointSource(SqlLearningStore(engine))
     from optimizer.publishing import ApprovedSource
     from optimizer.registry import PolicyRegistry
 
     assert isinstance(registry, PolicyRegistry)
-    return ApprovedSource(engine, registry)
+    return ApprovedSource(SqlLearningStore(engine), registry)
 
 
 def build_services(settings: Settings, *, source: ModelSource | None = None) -> Services:
     engine = create_engine_from_url(settings.database_url, autocheckpoint=False)
     if settings.migrate_on_start:
         migrate.upgrade(engine)
-    catalog = CatalogCache(engine, check_every_seconds=settings.catalog_check_seconds)
+    catalog = CatalogCache(
+        SqlCatalogReader(engine), check_every_seconds=settings.catalog_check_seconds
+    )
     source = source if source is not None else model_source(settings)
     policies = PolicyPool(
         serving_source(engine, source),

@@ -15,6 +15,7 @@ from api.settings import Settings
 from campaign_db import queries
 from campaign_db.catalog import load_catalog
 from campaign_db.engine import session_scope
+from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
@@ -54,7 +55,9 @@ def run_demo(
             load_catalog(session, catalog=catalog, source="example catalog", actor="demo")
         services.catalog.refresh(force=True)
         learner = OnlineLearner(
-            services.engine, services.catalog, publisher=PoolPublisher(services.policies)
+            SqlLearningStore(services.engine),
+            services.catalog,
+            publisher=PoolPublisher(services.policies),
         )
         simulation = Simulation(
             services.engine,
@@ -108,7 +111,7 @@ def _register(
             tags={"cursor": str(lineage.cursor)},
         )
         make_serving(
-            engine,
+            SqlLearningStore(engine),
             registry,
             name=name,
             version=versions[name],

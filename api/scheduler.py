@@ -162,11 +162,12 @@ class SchedulerRunner:
             lifecycle.train_and_promote_all()
 
     def reconcile(self) -> None:
+        from campaign_db.learning import SqlLearningStore
         from optimizer.publishing import reconcile_aliases
         from optimizer.registry import PolicyRegistry
 
         assert isinstance(self.services.source, PolicyRegistry)
-        reconcile_aliases(self.services.engine, self.services.source)
+        reconcile_aliases(SqlLearningStore(self.services.engine), self.services.source)
 
     def stop(self) -> None:
         self._stop.set()

@@ -22,7 +22,7 @@ from rich.table import Table
 from api.app import tune_garbage_collector
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import migrate, queries
-from campaign_db.catalog import load_catalog
+from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.engine import Checkpointer, create_engine_from_url, session_scope
 from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
@@ -64,7 +64,7 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
                 consents=[(c, ch.key) for c in ids for ch in catalog.channels],
                 now=NOW,
             )
-        cache = CatalogCache(engine, check_every_seconds=3600)
+        cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
         pool = PolicyPool()
         service = DecisionService(engine, catalog=cache, policies=pool)
         snapshot, lines = cache.current()

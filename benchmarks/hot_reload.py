@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--reload-seconds", type=float, default=30.0)
     args = parser.parse_args()
     from api.auth import create_key
+    from campaign_db.catalog import SqlCatalogReader
     from campaign_db.engine import create_engine_from_url
     from optimizer.policy import BanditPolicy
     from optimizer.registry import CHAMPION, PolicyRegistry
@@ -61,7 +62,7 @@ def main() -> None:
         prepare_database(url, 50_000)
         engine = create_engine_from_url(url)
         key = create_key(engine, name="bench", scopes=["admin"], actor="bench")[1]
-        snapshot, lines = CatalogCache(engine).current()
+        snapshot, lines = CatalogCache(SqlCatalogReader(engine)).current()
         frame = snapshot.frames[0]
         tracking = f"sqlite:///{folder / 'mlflow.db'}"
         registry = PolicyRegistry(tracking, artifact_root=folder / "artifacts")

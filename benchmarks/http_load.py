@@ -80,13 +80,14 @@ def prepare_database(url: str, customers: int) -> None:
 
 def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
     """Train the frame's policy on random feedback and make it the champion."""
+    from campaign_db.catalog import SqlCatalogReader
     from optimizer.features import shared_line
     from optimizer.policy import BanditPolicy
     from optimizer.registry import CHAMPION, PolicyRegistry
     from optimizer.serving import CatalogCache
 
     engine = create_engine_from_url(url)
-    snapshot, lines = CatalogCache(engine).current()
+    snapshot, lines = CatalogCache(SqlCatalogReader(engine)).current()
     frame = snapshot.frames[0]
     policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key, version="bench")
     ids = sorted(snapshot.actions.values())

@@ -52,7 +52,7 @@ from benchmarks.learning_peers import (
     context_features,
     context_vector,
 )
-from campaign_db.catalog import read_catalog
+from campaign_db.catalog import SqlCatalogReader, read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog
 from optimizer.core.catalog import NO_CONTACT, CatalogSnapshot
@@ -138,7 +138,7 @@ def load_stream(
 ) -> tuple[list[StreamDecision], CatalogSnapshot, ActionLines, list[str]]:
     engine = create_engine_from_url(f"sqlite:///{database.resolve()}")
     try:
-        snapshot, lines = CatalogCache(engine).current()
+        snapshot, lines = CatalogCache(SqlCatalogReader(engine)).current()
         with session_scope(engine) as session:
             rows = session.exec(
                 select(

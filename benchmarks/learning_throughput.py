@@ -32,8 +32,9 @@ from rich.table import Table
 
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import learning, migrate, queries
-from campaign_db.catalog import load_catalog
+from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.features import shared_line
@@ -78,7 +79,7 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
                 now=NOW,
             )
 
-    cache = CatalogCache(engine, check_every_seconds=3600)
+    cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
     service = DecisionService(engine, catalog=cache, policies=PolicyPool())
     began = time.perf_counter()
     answers = []
@@ -144,7 +145,7 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
 def raw_vw_rate(url: str) -> dict[str, float]:
     """The same final rewards learned by a bare BanditPolicy, lines built beforehand."""
     engine = create_engine_from_url(url)
-    cache = CatalogCache(engine, check_every_seconds=3600)
+    cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
     snapshot, lines = cache.current()
     frame = snapshot.frames[0]
     out: dict[str, float] = {}
@@ -179,7 +180,9 @@ def raw_vw_rate(url: str) -> dict[str, float]:
 def profile_learner(url: str, top: int) -> str:
     """cProfile of a fresh learner (no checkpoint yet, so it starts at cursor 0)."""
     engine = create_engine_from_url(url)
-    learner = OnlineLearner(engine, CatalogCache(engine, check_every_seconds=3600))
+    learner = OnlineLearner(
+        SqlLearningStore(engine), CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
+    )
     profiler = cProfile.Profile()
     profiler.enable()
     learner.run_until_caught_up()
@@ -212,8 +215,8 @@ def main() -> None:
 
         engine = create_engine_from_url(url)
         pool = PolicyPool()
-        cache = CatalogCache(engine, check_every_seconds=3600)
-        learner = OnlineLearner(engine, cache, publisher=PoolPublisher(pool))
+        cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
+        learner = OnlineLearner(SqlLearningStore(engine), cache, publisher=PoolPublisher(pool))
         learner.load()
         cache.current()
         began = time.perf_counter()

@@ -17,7 +17,6 @@ from campaign_db.models import (
     Action,
     ApiKey,
     AuditLog,
-    CatalogRevision,
     Channel,
     Consent,
     ContactHistory,
@@ -151,18 +150,6 @@ def get_decision(session: Session, *, decision_id: uuid.UUID) -> DecisionLog | N
 def actions_by_id(session: Session, *, ids: list[int]) -> dict[int, Action]:
     rows = session.exec(select(Action).where(col(Action.id).in_(ids))).all()
     return {row.id: row for row in rows if row.id is not None}
-
-
-def catalog_fingerprint(session: Session) -> tuple[Any, ...]:
-    """Changes whenever a catalog load or a frame status change could change decisions."""
-    revision = session.exec(select(func.max(CatalogRevision.id))).one()
-    frames = session.exec(
-        select(DecisionFrame.id, DecisionFrame.status).order_by(col(DecisionFrame.id))
-    ).all()
-    states = session.exec(
-        select(FrameState.frame_key, FrameState.mode).order_by(col(FrameState.frame_key))
-    ).all()
-    return (revision, tuple(frames), tuple(states))
 
 
 def add_customers(

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
+from campaign_db.learning import SqlLearningStore
 from offline_eval import DR, SNIPS, Estimate, LoggedMean, cross_fit, evaluate
 from offline_eval.estimators import Diagnostics
 from offline_eval.gate import GateConfig, GateResult, Guardrail, promotion_gate
@@ -107,6 +108,7 @@ class PolicyLifecycle:
         clock: Any = utcnow,
     ) -> None:
         self.engine = engine
+        self.serving_records = SqlLearningStore(engine)
         self.registry = registry
         self.catalog = catalog
         self.config = config or LifecycleConfig()
@@ -122,7 +124,7 @@ class PolicyLifecycle:
         return frame
 
     def _champion(self, name: str) -> BanditPolicy | None:
-        served = served_version(self.engine, name)
+        served = served_version(self.serving_records, name)
         if served is None:
             return None
         stored = self.registry.load(name, served.version)
@@ -416,10 +418,10 @@ class PolicyLifecycle:
             raise ConflictError("version", f"{version_id(name, version)} was rejected")
         self._check_loads(name, version)
         cut_off = self._cut_off(name, version)
-        served = served_version(self.engine, name)
+        served = served_version(self.serving_records, name)
         replaced = served.version if served else None
         make_serving(
-            self.engine,
+            self.serving_records,
             self.registry,
             name=name,
             version=version,
@@ -457,7 +459,7 @@ class PolicyLifecycle:
         self, name: str, *, actor: str, reason: str, to_version: str | None = None
     ) -> PromotionResult:
         """Champion goes back to `to_version`, or to the version the last promotion replaced."""
-        served = served_version(self.engine, name)
+        served = served_version(self.serving_records, name)
         current = served.version if served else None
         target = to_version or self._replaced_by_last_promotion(name)
         if target is None:
@@ -466,7 +468,7 @@ class PolicyLifecycle:
             raise ConflictError("to_version", f"{version_id(name, target)} already serves")
         self._check_loads(name, target)
         make_serving(
-            self.engine,
+            self.serving_records,
             self.registry,
             name=name,
             version=target,

@@ -1,6 +1,6 @@
 """Which policy version serves: recorded in our database first, mirrored to MLflow's alias after.
 
-The serving record (`campaign_db.learning`) is the only thing serving and the learner follow.
+The serving record (`ServingRecords`) is the only thing serving and the learner follow.
 Every change the service makes — the learner publishing a checkpoint, a promotion, a rollback —
 writes the record with the version's training cut-off, then moves the `champion` alias. A crash
 between the two leaves an unsynced record, which `reconcile_aliases` finishes. An alias that
@@ -16,12 +16,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Engine
-
-from campaign_db import learning, queries
-from campaign_db.engine import session_scope
 from optimizer.core.values import utcnow
 from optimizer.policy import BanditPolicy, StoredModel
+from optimizer.ports.audit import AuditEntry
+from optimizer.ports.learning import ANY_VERSION, ServingRecords
 from optimizer.serving import CatalogCache, ServedVersion
 
 if TYPE_CHECKING:
@@ -50,30 +48,28 @@ class ServingState:
     tampered_alias: str | None
 
 
-def serving_states(engine: Engine) -> dict[str, ServingState]:
-    with session_scope(engine) as session:
-        return {
-            r.policy_name: ServingState(r.version, r.cursor, r.source, r.tampered_alias)
-            for r in learning.serving_policies(session)
-        }
+def serving_states(records: ServingRecords) -> dict[str, ServingState]:
+    return {
+        r.policy_name: ServingState(r.version, r.cursor, r.source, r.tampered_alias)
+        for r in records.serving_records()
+    }
 
 
-def served_version(engine: Engine, name: str) -> ServedVersion | None:
-    with session_scope(engine) as session:
-        row = learning.serving_policy(session, policy_name=name)
-    return None if row is None else ServedVersion(row.version, row.cursor)
+def served_version(records: ServingRecords, name: str) -> ServedVersion | None:
+    record = records.serving(name)
+    return None if record is None else ServedVersion(record.version, record.cursor)
 
 
 class ApprovedSource:
     """Serving's model source with a registry: the version our serving record names, loaded from
     the registry. What the registry's alias says does not matter here."""
 
-    def __init__(self, engine: Engine, registry: PolicyRegistry) -> None:
-        self.engine = engine
+    def __init__(self, records: ServingRecords, registry: PolicyRegistry) -> None:
+        self.records = records
         self.registry = registry
 
     def serving_version(self, name: str) -> str | None:
-        served = served_version(self.engine, name)
+        served = served_version(self.records, name)
         return None if served is None else served.version
 
     def load(self, name: str, version: str) -> StoredModel:
@@ -87,7 +83,7 @@ class ApprovedSource:
 
 
 def make_serving(
-    engine: Engine,
+    records: ServingRecords,
     registry: PolicyRegistry,
     *,
     name: str,
@@ -95,27 +91,27 @@ def make_serving(
     cursor: int,
     source: str,
     actor: str,
-    only_replacing: str | Literal["any"] | None = "any",
+    only_replacing: str | Literal["any"] | None = ANY_VERSION,
 ) -> bool:
-    """Record `version` as serving (see `learning.record_serving` for `only_replacing`), then
-    move the alias. Returns False when the record had moved on and nothing changed."""
-    with session_scope(engine, write=True) as session:
-        recorded = learning.record_serving(
-            session,
-            policy_name=name,
-            version=version,
-            cursor=cursor,
-            source=source,
-            actor=actor,
-            now=utcnow(),
-            only_replacing=only_replacing,
-        )
+    """Record `version` as serving (see `ServingRecords.record_serving` for `only_replacing`),
+    then move the alias. Returns False when the record had moved on and nothing changed."""
+    recorded = records.record_serving(
+        policy_name=name,
+        version=version,
+        cursor=cursor,
+        source=source,
+        actor=actor,
+        now=utcnow(),
+        only_replacing=only_replacing,
+    )
     if recorded:
-        _sync_alias(engine, registry, name=name, version=version)
+        _sync_alias(records, registry, name=name, version=version)
     return recorded
 
 
-def _sync_alias(engine: Engine, registry: PolicyRegistry, *, name: str, version: str) -> None:
+def _sync_alias(
+    records: ServingRecords, registry: PolicyRegistry, *, name: str, version: str
+) -> None:
     from optimizer.registry import CHAMPION, RegistryError
 
     try:
@@ -123,8 +119,7 @@ def _sync_alias(engine: Engine, registry: PolicyRegistry, *, name: str, version:
     except RegistryError as exc:  # serving follows the record; the alias catches up later
         log.warning("policy %s serves v%s; moving the alias failed: %s", name, version, exc)
         return
-    with session_scope(engine, write=True) as session:
-        learning.mark_alias(session, policy_name=name, version=version, tampered_alias=None)
+    records.mark_alias(policy_name=name, version=version, tampered_alias=None)
 
 
 def version_cut_off(registry: PolicyRegistry, name: str, version: str) -> int | None:
@@ -133,27 +128,21 @@ def version_cut_off(registry: PolicyRegistry, name: str, version: str) -> int | 
     return int(value) if value not in (None, "") else None
 
 
-def reconcile_aliases(engine: Engine, registry: PolicyRegistry) -> list[AliasState]:
+def reconcile_aliases(records: ServingRecords, registry: PolicyRegistry) -> list[AliasState]:
     """Compare every policy's `champion` alias with the serving record: finish interrupted
     moves, and report (log, record, audit once) an alias someone else moved."""
     from optimizer.registry import CHAMPION
 
-    with session_scope(engine) as session:
-        records = learning.serving_policies(session)
     states = []
-    for record in records:
+    for record in records.serving_records():
         alias = registry.alias_version(record.policy_name, CHAMPION)
         if alias == record.version:
             if not record.alias_synced or record.tampered_alias is not None:
-                with session_scope(engine, write=True) as session:
-                    learning.mark_alias(
-                        session,
-                        policy_name=record.policy_name,
-                        version=record.version,
-                        tampered_alias=None,
-                    )
+                records.mark_alias(
+                    policy_name=record.policy_name, version=record.version, tampered_alias=None
+                )
         elif not record.alias_synced:
-            _sync_alias(engine, registry, name=record.policy_name, version=record.version)
+            _sync_alias(records, registry, name=record.policy_name, version=record.version)
             alias = record.version
         elif alias != record.tampered_alias:
             log.warning(
@@ -162,21 +151,18 @@ def reconcile_aliases(engine: Engine, registry: PolicyRegistry) -> list[AliasSta
                 alias,
                 record.version,
             )
-            with session_scope(engine, write=True) as session:
-                learning.mark_alias(
-                    session,
-                    policy_name=record.policy_name,
-                    version=record.version,
-                    tampered_alias=alias or "(none)",
-                )
-                queries.add_audit(
-                    session,
+            records.mark_alias(
+                policy_name=record.policy_name,
+                version=record.version,
+                tampered_alias=alias or "(none)",
+                audit=AuditEntry(
                     actor="registry",
                     action="policy.alias_tampered",
                     subject=f"{record.policy_name}:{alias or ''}",
                     details={"alias": alias, "serving": record.version},
-                    now=utcnow(),
-                )
+                    at=utcnow(),
+                ),
+            )
         states.append(
             AliasState(
                 policy=record.policy_name,
@@ -194,13 +180,13 @@ class RegistryPublisher:
 
     def __init__(
         self,
-        engine: Engine,
+        records: ServingRecords,
         registry: PolicyRegistry,
         catalog: CatalogCache,
         *,
         keep_versions: int = 20,
     ) -> None:
-        self.engine = engine
+        self.records = records
         self.registry = registry
         self.catalog = catalog
         self.keep_versions = keep_versions
@@ -223,7 +209,7 @@ class RegistryPublisher:
             tags={"cursor": str(cursor)},
         )
         if not make_serving(
-            self.engine,
+            self.records,
             self.registry,
             name=policy.name,
             version=version,
@@ -241,4 +227,4 @@ class RegistryPublisher:
         return version
 
     def serving(self, name: str) -> ServedVersion | None:
-        return served_version(self.engine, name)
+        return served_version(self.records, name)

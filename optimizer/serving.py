@@ -12,27 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Engine
-
-from campaign_db import learning, queries
-from campaign_db.catalog import read_snapshot
-from campaign_db.engine import session_scope
 from optimizer.core.catalog import CatalogSnapshot, FrameVersion
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.eligibility import Combination, frame_combinations
 from optimizer.features import ActionLines
 from optimizer.policy import UNTRAINED_VERSION, BanditPolicy, StoredModel
+from optimizer.ports.catalog import CatalogFingerprint, CatalogReader
+from optimizer.ports.learning import Checkpoints
 
 
 class CatalogCache:
     """The active catalog, re-read when a load or a frame status change altered it."""
 
-    def __init__(self, engine: Engine, *, check_every_seconds: float = 2.0) -> None:
-        self._engine = engine
+    def __init__(self, catalog: CatalogReader, *, check_every_seconds: float = 2.0) -> None:
+        self._catalog = catalog
         self._check_every = check_every_seconds
         self._lock = threading.Lock()
         self._checked_at = 0.0
-        self._fingerprint: tuple[object, ...] | None = None
+        self._fingerprint: CatalogFingerprint | None = None
         self._snapshot: CatalogSnapshot | None = None
         self._lines: ActionLines | None = None
         self._combinations: dict[tuple[int, str, str], tuple[Combination, ...]] = {}
@@ -45,13 +42,17 @@ class CatalogCache:
         return self._snapshot, self._lines
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Re-read the catalog if it changed; returns whether it did."""
+        """Re-read the catalog if it changed; returns whether it did.
+
+        The fingerprint is read before the snapshot: a change between the two leaves an older
+        fingerprint with a newer snapshot, which costs one more read next time, never a stale
+        snapshot kept.
+        """
         with self._lock:
-            with session_scope(self._engine) as session:
-                fingerprint = queries.catalog_fingerprint(session)
-                changed = force or fingerprint != self._fingerprint
-                if changed:
-                    snapshot = read_snapshot(session)
+            fingerprint = self._catalog.fingerprint()
+            changed = force or fingerprint != self._fingerprint
+            if changed:
+                snapshot = self._catalog.snapshot()
             self._checked_at = time.monotonic()
             if changed:
                 self._snapshot = snapshot
@@ -102,27 +103,25 @@ class CheckpointSource:
     """The learner's checkpoints in the database as the model source when MLflow is disabled,
     so that every process of every replica serves what the leading worker learned."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, checkpoints: Checkpoints) -> None:
+        self._checkpoints = checkpoints
 
     def serving_version(self, name: str) -> str | None:
-        with session_scope(self._engine) as session:
-            row = learning.newest_checkpoint(session, policy_name=name)
-        return None if row is None else online_version(row.cursor)
+        newest = self._checkpoints.newest_checkpoint(name)
+        return None if newest is None else online_version(newest.cursor)
 
     def load(self, name: str, version: str) -> StoredModel:
         cursor = int(version.removeprefix(ONLINE_PREFIX))
-        with session_scope(self._engine) as session:
-            row = learning.newest_checkpoint(session, policy_name=name, cursor=cursor)
-            if row is None:
-                raise LookupError(f"no checkpoint of {name} at {version}")
-            return StoredModel(
-                name=name,
-                version=version,
-                spec=PolicySpec.model_validate(row.spec),
-                model_data=row.model,
-                examples_learned=row.examples_learned,
-            )
+        checkpoint = self._checkpoints.newest_checkpoint(name, cursor=cursor)
+        if checkpoint is None:
+            raise LookupError(f"no checkpoint of {name} at {version}")
+        return StoredModel(
+            name=name,
+            version=version,
+            spec=checkpoint.spec,
+            model_data=checkpoint.model,
+            examples_learned=checkpoint.examples_learned,
+        )
 
 
 def policy_name(frame_key: str) -> str:

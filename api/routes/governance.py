@@ -14,6 +14,7 @@ from api.errors import ERROR_RESPONSES
 from campaign_db import queries
 from campaign_db.catalog import approve_frame
 from campaign_db.engine import session_scope
+from campaign_db.learning import SqlLearningStore
 from optimizer import guardrails
 from optimizer.core.catalog import KEY_PATTERN
 from optimizer.core.values import NulFreeStr, Timestamp, utcnow
@@ -163,7 +164,11 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
             offer_cost_per_decision=measured.offer_cost_per_decision,
             max_offer_cost_per_decision=frame.spec.guardrails.max_offer_cost_per_decision,
         )
-    serving = serving_states(services.engine).get(key) if services.source is not None else None
+    serving = (
+        serving_states(SqlLearningStore(services.engine)).get(key)
+        if services.source is not None
+        else None
+    )
     return FrameStatusOut(
         key=key,
         active_version=frame.version if frame else None,

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.deps import ServicesDep
 from api.observability import metrics_payload
+from campaign_db.learning import SqlLearningStore
 from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["health"])
@@ -63,7 +64,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         if database:
             tampered = {
                 name: state.tampered_alias
-                for name, state in serving_states(services.engine).items()
+                for name, state in serving_states(SqlLearningStore(services.engine)).items()
                 if state.tampered_alias is not None
             }
     ok = services.policies.last_refresh_ok

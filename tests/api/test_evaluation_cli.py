@@ -139,10 +139,11 @@ def test_champion_is_never_replayed_on_decisions_it_learned_from(
     the report says why, and the trained spec's training window ends before the evaluation's."""
     from api.evaluation import LogFilters, evaluate_database
     from campaign_db.engine import create_engine_from_url
+    from campaign_db.learning import SqlLearningStore
     from optimizer.serving import CheckpointSource
 
     engine = create_engine_from_url(url(demo_run))
-    source = CheckpointSource(engine)
+    source = CheckpointSource(SqlLearningStore(engine))
     report = evaluate_database(
         engine,
         filters=LogFilters(),

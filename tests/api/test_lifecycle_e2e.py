@@ -26,6 +26,7 @@ from api.settings import Settings
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.learning import SqlLearningStore
 from campaign_db.models import ContactHistory
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.decisions import DecisionRequest
@@ -141,7 +142,7 @@ def register_bad_champion(services: Any) -> str:
         tags={"cursor": str(cut_off)},
     )
     make_serving(
-        services.engine,
+        SqlLearningStore(services.engine),
         services.source,
         name=FRAME,
         version=version,

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from campaign_db.catalog import SqlCatalogReader
 from campaign_db.models import CustomerUpsert
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
@@ -50,7 +51,9 @@ def serve_churn_decisions(
     ids = [f"{prefix}{i}" for i in range(customers_n)]
     add_consenting_customers(engine, ids, consent_since=start - timedelta(days=1))
     service = DecisionService(
-        engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
+        engine,
+        catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
+        policies=PolicyPool(),
     )
     try:
         return [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from campaign_db.catalog import load_catalog, read_snapshot
+from campaign_db.catalog import SqlCatalogReader, load_catalog, read_snapshot
 from campaign_db.engine import session_scope
 from campaign_db.models import ContactHistory, CustomerUpsert, DecisionLog
 from optimizer import customers
@@ -45,7 +45,9 @@ step = st.tuples(
 
 def _service(engine: Engine) -> DecisionService:
     return DecisionService(
-        engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
+        engine,
+        catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
+        policies=PolicyPool(),
     )
 
 

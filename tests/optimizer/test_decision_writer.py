@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from campaign_db.catalog import SqlCatalogReader
 from campaign_db.engine import session_scope
 from campaign_db.hotpath import DecisionCursor
 from campaign_db.models import ContactHistory, DecisionLog, Reward
@@ -62,7 +63,9 @@ class GatedService:
 
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.service = DecisionService(
-            engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
+            engine,
+            catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
+            policies=PolicyPool(),
         )
         self.entered = threading.Event()
         self.release = threading.Event()
@@ -224,7 +227,11 @@ def test_two_writers_given_one_request_id_with_different_bodies_answer_once_and_
     ids = _customer_ids("race-", 4)
     _add_customers(loaded_engine, ids)
     writers = [
-        DecisionService(loaded_engine, catalog=CatalogCache(loaded_engine), policies=PolicyPool())
+        DecisionService(
+            loaded_engine,
+            catalog=CatalogCache(SqlCatalogReader(loaded_engine)),
+            policies=PolicyPool(),
+        )
         for _ in range(2)
     ]
     try:
@@ -261,7 +268,11 @@ def test_a_request_id_another_writer_logs_while_this_one_writes_is_a_conflict_no
     ids = _customer_ids("interleaved-", 2)
     _add_customers(loaded_engine, ids)
     this, other = (
-        DecisionService(loaded_engine, catalog=CatalogCache(loaded_engine), policies=PolicyPool())
+        DecisionService(
+            loaded_engine,
+            catalog=CatalogCache(SqlCatalogReader(loaded_engine)),
+            policies=PolicyPool(),
+        )
         for _ in range(2)
     )
     checked = DecisionCursor.logged_requests

@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from campaign_db import learning, queries
+from campaign_db.audit import SqlAuditLog
+from campaign_db.catalog import SqlCatalogReader
 from campaign_db.engine import session_scope
+from campaign_db.learning import SqlLearningStore
 from campaign_db.models import CustomerUpsert, LearnerCheckpoint
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
@@ -22,6 +24,7 @@ from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion, record_event
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
+from optimizer.ports.learning import LearnableRewards
 from optimizer.publishing import (
     ApprovedSource,
     RegistryPublisher,
@@ -45,7 +48,9 @@ CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
 
 def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
     """n churn decisions for fresh customers, each sent; about a third of them convert."""
-    service = DecisionService(engine, catalog=CatalogCache(engine), policies=PolicyPool())
+    service = DecisionService(
+        engine, catalog=CatalogCache(SqlCatalogReader(engine)), policies=PolicyPool()
+    )
     rng = np.random.default_rng(seed)
     for i in range(n):
         customer = f"l{seed}-{i}"
@@ -84,8 +89,8 @@ def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
 
 
 def learner_for(engine: Engine) -> OnlineLearner:
-    catalog = CatalogCache(engine)
-    return OnlineLearner(engine, catalog, publisher=PoolPublisher(PolicyPool()))
+    catalog = CatalogCache(SqlCatalogReader(engine))
+    return OnlineLearner(SqlLearningStore(engine), catalog, publisher=PoolPublisher(PolicyPool()))
 
 
 def test_pending_rewards_are_never_learned(loaded_engine: Engine) -> None:
@@ -121,7 +126,7 @@ def test_learner_resumes_after_a_crash_without_learning_anything_twice(
     assert resumed.cursor > 0
     resumed.run_until_caught_up()
     assert resumed.cursor == reference.cursor
-    _, lines = CatalogCache(loaded_engine).current()
+    _, lines = CatalogCache(SqlCatalogReader(loaded_engine)).current()
     actions = [lines[i] for i in range(1, 60)]
     for name, lineage in reference.lineages.items():
         mine = resumed.lineages[name].policy
@@ -138,7 +143,9 @@ def test_checkpoint_publishes_new_weights_to_serving(loaded_engine: Engine) -> N
     finalize_due(loaded_engine, now=START + timedelta(days=40))
     pool = PolicyPool()
     learner = OnlineLearner(
-        loaded_engine, CatalogCache(loaded_engine), publisher=PoolPublisher(pool)
+        SqlLearningStore(loaded_engine),
+        CatalogCache(SqlCatalogReader(loaded_engine)),
+        publisher=PoolPublisher(pool),
     )
     learner.run_until_caught_up()
     published = learner.checkpoint()
@@ -152,10 +159,11 @@ def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
 ) -> None:
     make_decisions(loaded_engine, 16, seed=3)
     finalize_due(loaded_engine, now=START + timedelta(days=40))
-    catalog = CatalogCache(loaded_engine)
+    catalog = CatalogCache(SqlCatalogReader(loaded_engine))
     leader_pool = PolicyPool()
-    learner = OnlineLearner(loaded_engine, catalog, publisher=PoolPublisher(leader_pool))
-    other = PolicyPool(CheckpointSource(loaded_engine))  # another worker or replica
+    store = SqlLearningStore(loaded_engine)
+    learner = OnlineLearner(store, catalog, publisher=PoolPublisher(leader_pool))
+    other = PolicyPool(CheckpointSource(store))  # another worker or replica
     snapshot, _ = catalog.current()
     other.want(list(snapshot.frames))
     assert other.refresh() == []  # nothing learned yet: it stays untrained
@@ -183,23 +191,21 @@ def learn_new_rewards(engine: Engine, learner: OnlineLearner, n: int, *, seed: i
     learner.run_until_caught_up()
 
 
-def learnable_count(engine: Engine, name: str, through: int) -> int:
+def learnable_count(rewards: LearnableRewards, name: str, through: int) -> int:
     """How many final rewards of the policy a model at cursor `through` must have learned."""
-    with session_scope(engine) as session:
-        return len(
-            learning.final_rewards_after(
-                session, cursor=0, limit=10**9, policy_name=name, through=through
-            )
-        )
+    return len(
+        rewards.final_rewards_after(cursor=0, limit=10**9, policy_name=name, through=through)
+    )
 
 
 def registry_learner(
     engine: Engine, tmp_path: Path
 ) -> tuple[OnlineLearner, PolicyRegistry, CatalogCache]:
     registry = PolicyRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=tmp_path)
-    catalog = CatalogCache(engine)
+    catalog = CatalogCache(SqlCatalogReader(engine))
+    store = SqlLearningStore(engine)
     learner = OnlineLearner(
-        engine, catalog, source=registry, publisher=RegistryPublisher(engine, registry, catalog)
+        store, catalog, source=registry, publisher=RegistryPublisher(store, registry, catalog)
     )
     return learner, registry, catalog
 
@@ -220,7 +226,7 @@ def register_untrained(registry: PolicyRegistry, catalog: CatalogCache) -> str:
 def promote_untrained(engine: Engine, registry: PolicyRegistry, version: str) -> None:
     """A manager's promotion of `register_untrained`'s version (cut-off 0)."""
     make_serving(
-        engine,
+        SqlLearningStore(engine),
         registry,
         name="churn_prevention",
         version=version,
@@ -236,7 +242,7 @@ def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
     learner, registry, catalog = registry_learner(loaded_engine, tmp_path)
     learn_new_rewards(loaded_engine, learner, 20, seed=3)
     online = learner.checkpoint()["churn_prevention"]
-    assert served_version(loaded_engine, "churn_prevention") == ServedVersion(
+    assert served_version(SqlLearningStore(loaded_engine), "churn_prevention") == ServedVersion(
         online, learner.cursor
     )
 
@@ -254,7 +260,7 @@ def test_a_promotion_is_followed_from_its_cut_off_not_overwritten(
     )
     lineage = learner.lineages["churn_prevention"]
     assert lineage.policy.examples_learned == learnable_count(
-        loaded_engine, "churn_prevention", learner.cursor
+        learner.store, "churn_prevention", learner.cursor
     )
 
 
@@ -270,7 +276,9 @@ def test_a_publication_never_overwrites_a_promotion_made_meanwhile(
     promote_untrained(loaded_engine, registry, promoted)
 
     assert learner.checkpoint() == {}
-    assert served_version(loaded_engine, "churn_prevention") == ServedVersion(promoted, 0)
+    assert served_version(SqlLearningStore(loaded_engine), "churn_prevention") == ServedVersion(
+        promoted, 0
+    )
     assert registry.serving_version("churn_prevention") == promoted != first
 
 
@@ -283,21 +291,32 @@ def test_a_champion_alias_moved_outside_the_service_is_ignored_and_audited(
     rejected = register_untrained(registry, catalog)
     registry.set_alias("churn_prevention", CHAMPION, rejected)  # someone, in the MLflow UI
 
-    states = reconcile_aliases(loaded_engine, registry)
+    states = reconcile_aliases(SqlLearningStore(loaded_engine), registry)
     assert [(s.serving, s.alias, s.tampered) for s in states] == [(online, rejected, True)]
-    assert ApprovedSource(loaded_engine, registry).serving_version("churn_prevention") == online
-    assert serving_states(loaded_engine)["churn_prevention"].tampered_alias == rejected
+    assert (
+        ApprovedSource(SqlLearningStore(loaded_engine), registry).serving_version(
+            "churn_prevention"
+        )
+        == online
+    )
+    assert (
+        serving_states(SqlLearningStore(loaded_engine))["churn_prevention"].tampered_alias
+        == rejected
+    )
     assert learner.follow_promotions() == []
-    reconcile_aliases(loaded_engine, registry)  # audited once per move, not at every look
-    with session_scope(loaded_engine) as session:
-        entries = queries.audit_entries(session, action="policy.alias_tampered")
+    reconcile_aliases(
+        SqlLearningStore(loaded_engine), registry
+    )  # audited once per move, not at every look
+    entries = SqlAuditLog(loaded_engine).entries(action="policy.alias_tampered")
     assert [e.subject for e in entries] == [f"churn_prevention:{rejected}"]
 
     # the service's next publication moves the alias back and the mark goes
     learn_new_rewards(loaded_engine, learner, 12, seed=9)
     again = learner.checkpoint()["churn_prevention"]
     assert registry.serving_version("churn_prevention") == again
-    assert serving_states(loaded_engine)["churn_prevention"].tampered_alias is None
+    assert (
+        serving_states(SqlLearningStore(loaded_engine))["churn_prevention"].tampered_alias is None
+    )
 
 
 def test_an_interrupted_alias_move_is_finished_not_taken_for_tampering(
@@ -307,23 +326,20 @@ def test_an_interrupted_alias_move_is_finished_not_taken_for_tampering(
     learn_new_rewards(loaded_engine, learner, 12, seed=10)
     online = learner.checkpoint()["churn_prevention"]
     promoted = register_untrained(registry, catalog)
-    with session_scope(loaded_engine, write=True) as session:  # crashed before the alias moved
-        learning.record_serving(
-            session,
-            policy_name="churn_prevention",
-            version=promoted,
-            cursor=0,
-            source="promotion",
-            actor="test",
-            now=START,
-        )
+    SqlLearningStore(loaded_engine).record_serving(  # crashed before the alias moved
+        policy_name="churn_prevention",
+        version=promoted,
+        cursor=0,
+        source="promotion",
+        actor="test",
+        now=START,
+    )
     assert registry.serving_version("churn_prevention") == online
 
-    states = reconcile_aliases(loaded_engine, registry)
+    states = reconcile_aliases(SqlLearningStore(loaded_engine), registry)
     assert [(s.serving, s.alias, s.tampered) for s in states] == [(promoted, promoted, False)]
     assert registry.serving_version("churn_prevention") == promoted
-    with session_scope(loaded_engine) as session:
-        assert queries.audit_entries(session, action="policy.alias_tampered") == []
+    assert SqlAuditLog(loaded_engine).entries(action="policy.alias_tampered") == []
 
 
 def test_a_checkpoint_taken_during_a_learn_batch_saves_a_consistent_model(
@@ -357,4 +373,6 @@ def test_a_checkpoint_taken_during_a_learn_batch_saves_a_consistent_model(
     assert len(checkpoints) == 2
     assert rows
     for row in rows:
-        assert row.examples_learned == learnable_count(loaded_engine, row.policy_name, row.cursor)
+        assert row.examples_learned == learnable_count(
+            SqlLearningStore(loaded_engine), row.policy_name, row.cursor
+        )

@@ -6,13 +6,16 @@ point of publishing, promotions and rollbacks to earlier versions, alias moves i
 behind the service's back, and restarts. After every step it checks the promise: every model —
 in the learner's memory, in its newest checkpoints, and the one serving — holds exactly the
 final rewards of its policy up to its cursor, each once; and serving follows only the service's
-own record.
+own record. It runs on the in-memory stores and on both databases: the memory store keeps the
+same promises as SQL.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,15 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from campaign_db import learning
-from campaign_db.catalog import load_catalog
+from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.engine import session_scope
+from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner
+from optimizer.memory.catalog import MemoryCatalog
+from optimizer.memory.learning import MemoryLearningStore
+from optimizer.ports.catalog import CatalogReader
+from optimizer.ports.learning import LearningStore
 from optimizer.publishing import (
     ApprovedSource,
     RegistryPublisher,
@@ -46,6 +53,7 @@ from optimizer.registry import CHAMPION, PolicyRegistry
 from optimizer.rewards import finalize_due
 from optimizer.serving import CatalogCache
 from tests.optimizer.test_learner import START, learnable_count, make_decisions
+from tests.optimizer.unit.learning_fakes import SyntheticRewards
 
 POLICY = "churn_prevention"
 # Raise it (CAMPOPT_INTERLEAVINGS=200) to search longer.
@@ -96,21 +104,48 @@ class CrashingPublisher(RegistryPublisher):
         return version
 
 
+@dataclass(frozen=True)
+class World:
+    """The stores one example runs on, and how final rewards arrive in them."""
+
+    store: LearningStore
+    catalog: CatalogReader
+    add_final_rewards: Callable[[int, int], object]
+
+
+def sql_world(engine: Engine, catalog: CatalogSpec) -> World:
+    """The database emptied and the catalog loaded; rewards from real decisions."""
+    with session_scope(engine, write=True) as session:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            session.execute(table.delete())
+        load_catalog(session, catalog=catalog, source="example", actor="test")
+
+    def add_final_rewards(n: int, seed: int) -> None:
+        make_decisions(engine, n, seed=seed)
+        finalize_due(engine, now=START + timedelta(days=40))
+
+    return World(SqlLearningStore(engine), SqlCatalogReader(engine), add_final_rewards)
+
+
+def memory_world(catalog: CatalogSpec) -> World:
+    store = MemoryLearningStore()
+    reader = MemoryCatalog.of(catalog)
+    rewards = SyntheticRewards(store, reader.snapshot())
+    return World(store, reader, lambda n, seed: rewards.add(n, seed=seed))
+
+
 class LearnerInterleavings(RuleBasedStateMachine):
-    engine: Engine
+    make_world: Callable[[], World]
     registry: PolicyRegistry
-    catalog_spec: CatalogSpec
 
     @initialize()
     def fresh_learner(self) -> None:
-        """Every example starts from the same empty database, so Hypothesis can replay and
+        """Every example starts from the same empty stores, so Hypothesis can replay and
         shrink it."""
-        with session_scope(self.engine, write=True) as session:
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                session.execute(table.delete())
-            load_catalog(session, catalog=self.catalog_spec, source="example", actor="test")
+        self.world = type(self).make_world()
+        self.store = self.world.store
         self.seeds = itertools.count()
-        self.catalog = CatalogCache(self.engine)
+        self.catalog = CatalogCache(self.world.catalog)
         self.crashing = CrashingRegistry(self.registry)
         self.learner = self._start()
         self.published: list[str] = []
@@ -118,18 +153,17 @@ class LearnerInterleavings(RuleBasedStateMachine):
     def _start(self) -> OnlineLearner:
         """A new process: it knows only what the database and the registry hold."""
         self.publisher = CrashingPublisher(
-            self.engine,
+            self.store,
             self.crashing,  # type: ignore[arg-type]
             self.catalog,
         )
         return OnlineLearner(
-            self.engine, self.catalog, source=self.registry, publisher=self.publisher
+            self.store, self.catalog, source=self.registry, publisher=self.publisher
         )
 
     @rule(n=st.integers(1, 5))
     def rewards_become_final(self, n: int) -> None:
-        make_decisions(self.engine, n, seed=next(self.seeds))
-        finalize_due(self.engine, now=START + timedelta(days=40))
+        self.world.add_final_rewards(n, next(self.seeds))
 
     @rule(limit=st.integers(1, 8))
     def learn(self, limit: int) -> None:
@@ -159,7 +193,7 @@ class LearnerInterleavings(RuleBasedStateMachine):
         version = data.draw(st.sampled_from(self.published))
         cut_off = int(self.registry.version_info(POLICY, version).tags["campopt.cursor"])
         make_serving(
-            self.engine,
+            self.store,
             self.registry,
             name=POLICY,
             version=version,
@@ -175,31 +209,29 @@ class LearnerInterleavings(RuleBasedStateMachine):
 
     @rule()
     def reconcile(self) -> None:
-        reconcile_aliases(self.engine, self.registry)
+        reconcile_aliases(self.store, self.registry)
 
     @invariant()
     def every_model_holds_each_reward_up_to_its_cursor_once(self) -> None:
         for name, lineage in self.learner.lineages.items():
             assert lineage.policy.examples_learned == learnable_count(
-                self.engine, name, lineage.cursor
+                self.store, name, lineage.cursor
             ), f"in memory: {name}"
-        with session_scope(self.engine) as session:
-            checkpoints = learning.latest_checkpoints(session)
-        for row in checkpoints:
-            assert row.examples_learned == learnable_count(
-                self.engine, row.policy_name, row.cursor
-            ), f"checkpoint {row.id} at cursor {row.cursor}"
-        served = served_version(self.engine, POLICY)
+        for checkpoint in self.store.newest_checkpoints():
+            assert checkpoint.examples_learned == learnable_count(
+                self.store, checkpoint.policy_name, checkpoint.cursor
+            ), f"checkpoint {checkpoint.id} at cursor {checkpoint.cursor}"
+        served = served_version(self.store, POLICY)
         if served is not None:
             tags = self.registry.version_info(POLICY, served.version).tags
             assert int(tags["campopt.examples_learned"]) == learnable_count(
-                self.engine, POLICY, served.cursor
+                self.store, POLICY, served.cursor
             ), f"serving v{served.version}"
 
     @invariant()
     def serving_follows_only_the_services_record(self) -> None:
-        served = served_version(self.engine, POLICY)
-        source = ApprovedSource(self.engine, self.registry)
+        served = served_version(self.store, POLICY)
+        source = ApprovedSource(self.store, self.registry)
         assert source.serving_version(POLICY) == (served.version if served else None)
 
 
@@ -211,11 +243,15 @@ def registry(tmp_path: Path) -> PolicyRegistry:
 
 
 def test_learning_is_exactly_once_under_any_interleaving(
-    engine: Engine, registry: PolicyRegistry, example_catalog: CatalogSpec
+    store_engine: Engine | None, registry: PolicyRegistry, example_catalog: CatalogSpec
 ) -> None:
-    LearnerInterleavings.engine = engine
+    engine = store_engine
+    LearnerInterleavings.make_world = (
+        (lambda: memory_world(example_catalog))
+        if engine is None
+        else (lambda: sql_world(engine, example_catalog))
+    )
     LearnerInterleavings.registry = registry
-    LearnerInterleavings.catalog_spec = example_catalog
     run = LearnerInterleavings.TestCase
     run.settings = settings(
         max_examples=EXAMPLES,
