@@ -15,8 +15,8 @@ from api.settings import Settings
 
 if TYPE_CHECKING:
     from api.app import Services
-    from api.evaluation import LogFilters
     from optimizer.lifecycle import PolicyLifecycle
+    from optimizer.ports.decision_logs import LogFilters
 
 app = typer.Typer(help="Self-learning campaign optimizer.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -241,7 +241,7 @@ VersionOption = Annotated[str | None, typer.Option(help="only this policy versio
 def _filters(
     since: datetime | None, until: datetime | None, frame: str | None, version: str | None
 ) -> LogFilters:
-    from api.evaluation import LogFilters
+    from optimizer.ports.decision_logs import LogFilters
 
     def aware(moment: datetime | None) -> datetime | None:
         if moment is None or moment.tzinfo is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +13,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from campaign_db.catalog import read_snapshot
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import session_scope
 from offline_eval import BestFixedAction, Uniform, cross_fit, evaluate, fixed_action_values, replay
 from offline_eval.io import (
@@ -41,17 +40,10 @@ from optimizer.offline import (
     version_cutoff,
 )
 from optimizer.policy import BanditPolicy
+from optimizer.ports.decision_logs import LogFilters
 from optimizer.serving import ModelSource
 
 Step = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class LogFilters:
-    since: datetime | None = None
-    until: datetime | None = None
-    frame_key: str | None = None
-    policy_version: str | None = None
 
 
 def _snapshot(engine: Engine) -> CatalogSnapshot:
@@ -79,14 +71,7 @@ def evaluate_database(
     snapshot = _snapshot(engine)
     lines = ActionLines(snapshot)
     step("loading the decision logs")
-    logs = load_decision_logs(
-        engine,
-        snapshot,
-        since=filters.since,
-        until=filters.until,
-        frame_key=filters.frame_key,
-        policy_version=filters.policy_version,
-    )
+    logs = load_decision_logs(SqlDecisionLogs(engine), snapshot, filters)
     earlier, later = logs.split(later_share)
     latest: dict[str, Any] = {}
     for frame in sorted(snapshot.frames, key=lambda f: f.version):
@@ -207,14 +192,7 @@ def export_logs(
 ) -> int:
     """Write the logs in the flat layout (Parquet, partitioned by day) or as VW DSJSON."""
     snapshot = _snapshot(engine)
-    logs = load_decision_logs(
-        engine,
-        snapshot,
-        since=filters.since,
-        until=filters.until,
-        frame_key=filters.frame_key,
-        policy_version=filters.policy_version,
-    )
+    logs = load_decision_logs(SqlDecisionLogs(engine), snapshot, filters)
     if fmt == "parquet":
         write_parquet(logs.data, out)
     else:

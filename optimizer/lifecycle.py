@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from campaign_db import queries
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import session_scope
 from offline_eval import DR, SNIPS, Estimate, LoggedMean, cross_fit, evaluate
 from offline_eval.estimators import Diagnostics
@@ -48,6 +49,7 @@ from optimizer.offline import (
     version_cutoff,
 )
 from optimizer.policy import BanditPolicy
+from optimizer.ports.decision_logs import LogFilters
 from optimizer.publishing import make_serving, served_version, version_cut_off
 from optimizer.serving import CatalogCache
 
@@ -146,7 +148,9 @@ class PolicyLifecycle:
         frame = self._frame(frame_key)
         spec = spec or frame.spec.policy_spec()
         snapshot, lines = self.catalog.current()
-        logs = load_decision_logs(self.engine, snapshot, frame_key=frame_key)
+        logs = load_decision_logs(
+            SqlDecisionLogs(self.engine), snapshot, LogFilters(frame_key=frame_key)
+        )
         earlier, later, cut_off = logs.split_by_sequence(self.config.later_share)
         candidate = train_policies(earlier, {frame_key: spec}, lines)[frame_key]
         trained = earlier.cutoff()
@@ -209,7 +213,9 @@ class PolicyLifecycle:
         stored = self.registry.load(name, version)
         candidate = BanditPolicy.from_stored(stored, version=version)
         snapshot, _ = self.catalog.current()
-        logs = load_decision_logs(self.engine, snapshot, frame_key=name)
+        logs = load_decision_logs(
+            SqlDecisionLogs(self.engine), snapshot, LogFilters(frame_key=name)
+        )
         cutoff = self._cutoff(name, version)
         if cutoff is None:  # nothing recorded: the latest share, as a fresh candidate gets
             _, later = logs.split(self.config.later_share)

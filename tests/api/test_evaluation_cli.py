@@ -137,8 +137,9 @@ def test_champion_is_never_replayed_on_decisions_it_learned_from(
     """The demo's online champions consumed every final reward (their cursor covers the whole
     log): replaying them on it would grade them on their own training data. They are left out,
     the report says why, and the trained spec's training window ends before the evaluation's."""
-    from api.evaluation import LogFilters, evaluate_database
+    from api.evaluation import evaluate_database
     from campaign_db.engine import create_engine_from_url
+    from optimizer.ports.decision_logs import LogFilters
     from optimizer.serving import CheckpointSource
 
     engine = create_engine_from_url(url(demo_run))

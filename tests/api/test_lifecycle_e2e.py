@@ -25,6 +25,7 @@ from api.auth import create_key
 from api.settings import Settings
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory
 from optimizer.core.policy_spec import PolicySpec
@@ -33,6 +34,7 @@ from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
+from optimizer.ports.decision_logs import LogFilters
 from optimizer.publishing import make_serving
 
 FRAME = "churn_prevention"
@@ -124,7 +126,9 @@ def register_bad_champion(services: Any) -> str:
     """A policy trained on the earlier half of the logs to prefer what does not convert, put in
     service as the champion."""
     snapshot, lines = services.catalog.current()
-    logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+    logs = load_decision_logs(
+        SqlDecisionLogs(services.engine), snapshot, LogFilters(frame_key=FRAME)
+    )
     earlier, _, cut_off = logs.split_by_sequence(0.5)
     flipped = DecisionLogs(
         data=earlier.data.with_reward(1.0 - earlier.data.reward, reward_range=(0.0, 1.0)),
@@ -299,7 +303,9 @@ def test_versions_are_evaluated_only_after_their_training_cutoff(world: Settings
 
         # a version trained on every decision has nothing left to be evaluated on
         snapshot, lines = services.catalog.current()
-        logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+        logs = load_decision_logs(
+            SqlDecisionLogs(services.engine), snapshot, LogFilters(frame_key=FRAME)
+        )
         frame = next(f for f in snapshot.frames if f.key == FRAME)
         policy = train_policies(logs, {FRAME: frame.spec.policy_spec()}, lines)[FRAME]
         everything = services.source.register(
