@@ -319,10 +319,10 @@ def evaluate_command(
                 )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"{report['n']} logged decisions evaluated (95 % intervals)")
+    console.print(f"{report.n} logged decisions evaluated (95 % intervals)")
     for row in summary_lines(report):
         console.print("  " + row, highlight=False)
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     console.print(f"report and estimates.json in {out}")
 

@@ -151,7 +151,7 @@ def test_champion_is_never_replayed_on_decisions_it_learned_from(
         fmt="markdown",
         later_share=0.5,
         source=source,
-    )
+    ).to_dict()
     assert "champion" not in {p["policy"] for p in report["policies"]}
     assert any("learned from every evaluation decision" in w for w in report["warnings"])
     (window,) = [w for w in report["windows"] if w["policy"] == "trained_spec"]
