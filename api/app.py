@@ -65,6 +65,8 @@ class Services:
             return None
         cached = self.extras.get("lifecycle")
         if cached is None:
+            from campaign_db.audit import SqlAuditLog
+            from campaign_db.decision_logs import SqlDecisionLogs
             from optimizer.lifecycle import LifecycleConfig
             from optimizer.lifecycle import PolicyLifecycle as Lifecycle
             from optimizer.registry import PolicyRegistry
@@ -74,6 +76,8 @@ class Services:
                 self.engine,
                 self.source,
                 self.catalog,
+                logs=SqlDecisionLogs(self.engine),
+                audit=SqlAuditLog(self.engine),
                 config=LifecycleConfig(
                     estimator=self.settings.gate_estimator,
                     gate=GateConfig(

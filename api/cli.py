@@ -15,6 +15,7 @@ from api.settings import Settings
 
 if TYPE_CHECKING:
     from api.app import Services
+    from offline_eval.gate import GateResult
     from optimizer.lifecycle import PolicyLifecycle
     from optimizer.ports.decision_logs import LogFilters
 
@@ -381,12 +382,12 @@ def _lifecycle_or_exit(services: Services) -> PolicyLifecycle:
     return lifecycle
 
 
-def _print_gate(gate: dict) -> None:  # type: ignore[type-arg]
-    colour = {"promote": "green", "reject": "red", "needs_approval": "yellow"}[gate["verdict"]]
-    console.print(f"gate: [bold {colour}]{gate['verdict']}[/]")
-    for check in gate["checks"]:
-        mark = "[green]✓[/]" if check["passed"] else "[red]✗[/]"
-        console.print(f"  {mark} {check['name']}: {check['detail']}", highlight=False)
+def _print_gate(gate: GateResult) -> None:
+    colour = {"promote": "green", "reject": "red", "needs_approval": "yellow"}[gate.verdict]
+    console.print(f"gate: [bold {colour}]{gate.verdict}[/]")
+    for check in gate.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        console.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
 
 
 @policy_app.command("train")

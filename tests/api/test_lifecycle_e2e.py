@@ -186,8 +186,8 @@ def test_the_whole_lifecycle(world: Settings) -> None:
         wide = lifecycle.train(
             FRAME, spec=PolicySpec(name=FRAME, algorithm="epsilon_greedy", epsilon=0.4), actor="ds"
         )
-        assert wide.gate["verdict"] == "needs_approval", wide.gate
-        assert any("max_epsilon" in r for r in wide.gate["reasons"])
+        assert wide.gate.verdict == "needs_approval", wide.gate
+        assert any("max_epsilon" in r for r in wide.gate.reasons)
         refused = client.post(
             f"/v1/policies/{FRAME}:{wide.version}/approve",
             json={},
@@ -214,14 +214,14 @@ def test_the_whole_lifecycle(world: Settings) -> None:
 
         # the scheduled job trains the frame's own spec and promotes it on its own
         (outcome,) = lifecycle.train_and_promote_all(actor="scheduler")
-        assert (outcome["gate"], outcome.get("promoted")) == ("promote", True), outcome
-        v_good = outcome["version"]
+        assert (outcome.gate, outcome.promoted) == ("promote", True), outcome
+        v_good = outcome.version
         assert services.source.serving_version(FRAME) == v_good
 
         # the bad version, evaluated against the new champion, is rejected with its reasons
         worse = lifecycle.evaluate(FRAME, v_bad, actor="ds")
-        assert worse.gate["verdict"] == "reject"
-        assert any("lift" in r for r in worse.gate["reasons"])
+        assert worse.gate.verdict == "reject"
+        assert any("lift" in r for r in worse.gate.reasons)
         conflict = client.post(f"/v1/policies/{FRAME}:{v_bad}/approve", json={}, headers=as_manager)
         assert conflict.status_code == 409
         assert "failed its promotion gate" in conflict.json()["problems"][0]["message"]
