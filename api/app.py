@@ -67,15 +67,19 @@ class Services:
             return None
         cached = self.extras.get("lifecycle")
         if cached is None:
+            from campaign_db.audit import SqlAuditLog
+            from campaign_db.decision_logs import SqlDecisionLogs
             from optimizer.lifecycle import LifecycleConfig
             from optimizer.lifecycle import PolicyLifecycle as Lifecycle
             from optimizer.registry import PolicyRegistry
 
             assert isinstance(self.source, PolicyRegistry)
             cached = Lifecycle(
-                self.engine,
+                SqlLearningStore(self.engine),
                 self.source,
                 self.catalog,
+                logs=SqlDecisionLogs(self.engine),
+                audit=SqlAuditLog(self.engine),
                 config=LifecycleConfig(
                     estimator=self.settings.gate_estimator,
                     gate=GateConfig(

@@ -15,8 +15,9 @@ from api.settings import Settings
 
 if TYPE_CHECKING:
     from api.app import Services
-    from api.evaluation import LogFilters
+    from offline_eval.gate import GateResult
     from optimizer.lifecycle import PolicyLifecycle
+    from optimizer.ports.decision_logs import LogFilters
 
 app = typer.Typer(help="Self-learning campaign optimizer.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -241,7 +242,7 @@ VersionOption = Annotated[str | None, typer.Option(help="only this policy versio
 def _filters(
     since: datetime | None, until: datetime | None, frame: str | None, version: str | None
 ) -> LogFilters:
-    from api.evaluation import LogFilters
+    from optimizer.ports.decision_logs import LogFilters
 
     def aware(moment: datetime | None) -> datetime | None:
         if moment is None or moment.tzinfo is not None:
@@ -319,10 +320,10 @@ def evaluate_command(
                 )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"{report['n']} logged decisions evaluated (95 % intervals)")
+    console.print(f"{report.n} logged decisions evaluated (95 % intervals)")
     for row in summary_lines(report):
         console.print("  " + row, highlight=False)
-    for warning in report["warnings"]:
+    for warning in report.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     console.print(f"report and estimates.json in {out}")
 
@@ -381,12 +382,12 @@ def _lifecycle_or_exit(services: Services) -> PolicyLifecycle:
     return lifecycle
 
 
-def _print_gate(gate: dict) -> None:  # type: ignore[type-arg]
-    colour = {"promote": "green", "reject": "red", "needs_approval": "yellow"}[gate["verdict"]]
-    console.print(f"gate: [bold {colour}]{gate['verdict']}[/]")
-    for check in gate["checks"]:
-        mark = "[green]✓[/]" if check["passed"] else "[red]✗[/]"
-        console.print(f"  {mark} {check['name']}: {check['detail']}", highlight=False)
+def _print_gate(gate: GateResult) -> None:
+    colour = {"promote": "green", "reject": "red", "needs_approval": "yellow"}[gate.verdict]
+    console.print(f"gate: [bold {colour}]{gate.verdict}[/]")
+    for check in gate.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        console.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
 
 
 @policy_app.command("train")

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from api.app import build_services
 from api.settings import Settings
-from campaign_db import queries
 from campaign_db.catalog import load_catalog
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import session_scope
 from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
@@ -63,14 +63,14 @@ def run_demo(
             services.engine,
             services.decisions,
             learner,
+            logs=SqlDecisionLogs(services.engine),
             config=config,
             usage_config=settings.usage_index,
         )
         simulation.populate()
         result = simulation.run(on_day)
         snapshot, lines = services.catalog.current()
-        with session_scope(services.engine) as session:
-            contacts = queries.all_contacts(session)
+        contacts = SqlDecisionLogs(services.engine).contacts()
         summary = summarize(
             result,
             contacts=contacts,

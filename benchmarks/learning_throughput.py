@@ -33,6 +33,7 @@ from rich.table import Table
 from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import learning, migrate, queries
 from campaign_db.catalog import SqlCatalogReader, load_catalog
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
@@ -238,7 +239,7 @@ def main() -> None:
 
         snapshot, lines = cache.current()
         began = time.perf_counter()
-        logs = load_decision_logs(engine, snapshot)
+        logs = load_decision_logs(SqlDecisionLogs(engine), snapshot)
         load_seconds = time.perf_counter() - began
         learned_policies = {name: lineage.policy for name, lineage in learner.lineages.items()}
         floors = {

@@ -367,13 +367,39 @@ def evaluate(
     training: Mapping[str, TrainingWindow] | None = None,
     min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE,
 ) -> ReportDict:
+    """`evaluate_report`, returning the estimates.json dict."""
+    return evaluate_report(
+        dataset,
+        policies,
+        estimators=estimators,
+        segments=segments,
+        predictions=predictions,
+        out_dir=out_dir,
+        fmt=fmt,
+        training=training,
+        min_effective_sample_size=min_effective_sample_size,
+    ).to_dict()
+
+
+def evaluate_report(
+    dataset: LoggedBandit,
+    policies: Mapping[str, FloatArray],
+    *,
+    estimators: Sequence[Estimator] | None = None,
+    segments: Sequence[str] = (),
+    predictions: FloatArray | None = None,
+    out_dir: str | Path,
+    fmt: ReportFormat = "markdown",
+    training: Mapping[str, TrainingWindow] | None = None,
+    min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE,
+) -> EvaluationReport:
     """Estimate every policy with every estimator, overall and per segment, and write
     report.md or report.html, estimates.json and PNG plots into `out_dir`.
 
     Without `estimators`, all six are used when reward-model predictions are available
     (`predictions` or the dataset's own), else IPS and SNIPS. `training` names, per policy,
     the decisions it learned from; the report names them next to the evaluation window (the
-    dataset's first and last timestamp). Returns the estimates.json dict.
+    dataset's first and last timestamp).
     """
     if fmt not in ("markdown", "html"):
         raise ValueError(f"fmt: must be 'markdown' or 'html', got {fmt!r}")
@@ -429,7 +455,7 @@ def evaluate(
     report_name = "report.md" if fmt == "markdown" else "report.html"
     files["report"] = report_name
     files["estimates"] = "estimates.json"
-    report = EvaluationReport(
+    result = EvaluationReport(
         n=dataset.n,
         alpha=alpha,
         logging=logging_estimate,
@@ -440,13 +466,14 @@ def evaluate(
         evaluated=_time_span(dataset),
         training=dict(training or {}),
         min_effective_sample_size=min_effective_sample_size,
-    ).to_dict()
+    )
+    report = result.to_dict()
     rendered = render_markdown(report) if fmt == "markdown" else render_html(report)
     (out / report_name).write_text(rendered, encoding="utf-8")
     (out / "estimates.json").write_text(
         json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
-    return report
+    return result
 
 
 def _time_span(data: LoggedBandit) -> tuple[str | None, str | None]:

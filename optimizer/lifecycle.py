@@ -5,9 +5,9 @@ champion, on the later part (the same rows for both). No policy is estimated on 
 trained on: each version records its training cut-off (last decision time, last reward sequence),
 evaluation uses only decisions after the cut-offs of both policies, and a champion that learned
 from every one of them (an online checkpoint) is compared through the logged mean of what served.
-The promotion gate in `offline_eval` turns the estimates into promote / reject / needs approval.
-Training is an MLflow run (spec as parameters, estimates as metrics, report and gate as
-artifacts) whose model becomes a version with the `challenger` alias. Promotion moves
+The evaluation pipeline (`optimizer.evaluation`) turns the estimates into promote / reject /
+needs approval. Training is an MLflow run (spec as parameters, estimates as metrics, report and
+gate as artifacts) whose model becomes a version with the `challenger` alias. Promotion moves
 `champion` only with fresh, passing evidence and a model that loads; every step lands in the
 audit log with who, when, why and the evidence.
 """
@@ -17,43 +17,36 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from sqlalchemy import Engine
 
-from campaign_db import queries
-from campaign_db.engine import session_scope
-from campaign_db.learning import SqlLearningStore
-from offline_eval import DR, SNIPS, Estimate, LoggedMean, cross_fit, evaluate
-from offline_eval.estimators import Diagnostics
-from offline_eval.gate import GateConfig, GateResult, Guardrail, promotion_gate
+from offline_eval.gate import GateConfig, GateResult, Verdict
 from optimizer.core.catalog import FrameVersion
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.core.values import utcnow
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
+from optimizer.evaluation import Champion, GateEvidence, gate_candidate
 from optimizer.offline import (
-    SEGMENTS,
     DecisionLogs,
     TrainingCutoff,
-    VWRewardModel,
     load_decision_logs,
-    offer_costs,
-    replay_policies,
-    reward_features,
     train_policies,
-    training_window,
     version_cutoff,
 )
 from optimizer.policy import BanditPolicy
+from optimizer.ports.audit import AuditEntry, AuditLog, JsonValue
+from optimizer.ports.decision_logs import DecisionLogReader, LogFilters
+from optimizer.ports.learning import ServingRecords
 from optimizer.publishing import make_serving, served_version, version_cut_off
 from optimizer.serving import CatalogCache
 
 if TYPE_CHECKING:
-    from optimizer.registry import PolicyRegistry
+    from optimizer.registry import PolicyRegistry, VersionInfo
 
 log = logging.getLogger("campopt.lifecycle")
 
@@ -70,7 +63,7 @@ class LifecycleConfig:
 class TrainResult:
     policy: str
     version: str
-    gate: dict[str, Any]
+    gate: GateResult
     evidence_at: str
     rows: int
 
@@ -81,6 +74,17 @@ class PromotionResult:
     version: str
     replaced: str | None
     action: str
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What the scheduled job did for one frame: skipped (and why), or trained and gated."""
+
+    frame: str
+    version: str | None = None
+    gate: Verdict | None = None
+    promoted: bool = False
+    skipped: str | None = None
 
 
 def version_id(name: str, version: str) -> str:
@@ -97,42 +101,35 @@ def parse_version_id(value: str) -> tuple[str, str]:
     return name, version
 
 
-class PolicyLifecycle:
-    def __init__(
-        self,
-        engine: Engine,
-        registry: PolicyRegistry,
-        catalog: CatalogCache,
-        *,
-        config: LifecycleConfig | None = None,
-        clock: Any = utcnow,
-    ) -> None:
-        self.engine = engine
-        self.serving_records = SqlLearningStore(engine)
-        self.registry = registry
-        self.catalog = catalog
-        self.config = config or LifecycleConfig()
-        self.clock = clock
+@dataclass(frozen=True)
+class LifecycleContext:
+    """What training and promotion share: the stores, the registry and the catalog, plus the
+    look-ups both make."""
 
-    # --- training and evidence --------------------------------------------------------------
+    serving: ServingRecords
+    registry: PolicyRegistry
+    catalog: CatalogCache
+    logs: DecisionLogReader
+    audit: AuditLog
+    config: LifecycleConfig
+    clock: Callable[[], datetime]
 
-    def _frame(self, key: str) -> FrameVersion:
+    def frame(self, key: str) -> FrameVersion:
         snapshot, _ = self.catalog.current()
         frame = next((f for f in snapshot.frames if f.key == key), None)
         if frame is None:
             raise NotFoundError("frame", f"no active frame {key!r}")
         return frame
 
-    def _champion(self, name: str) -> BanditPolicy | None:
-        served = served_version(self.serving_records, name)
-        if served is None:
-            return None
-        stored = self.registry.load(name, served.version)
-        return BanditPolicy.from_stored(stored, version=served.version)
+    def version(self, name: str, version: str) -> VersionInfo:
+        try:
+            return self.registry.version_info(name, version)
+        except Exception as exc:
+            raise NotFoundError("version", f"no version {version_id(name, version)}") from exc
 
-    def _cutoff(self, name: str, version: str) -> TrainingCutoff | None:
+    def cutoff(self, name: str, version: str) -> TrainingCutoff | None:
         """What a registered version was trained on, from its tags; None when it does not say."""
-        self._version(name, version)
+        self.version(name, version)
 
         def tags_of(v: str) -> dict[str, str] | None:
             try:
@@ -142,79 +139,108 @@ class PolicyLifecycle:
 
         return version_cutoff(version, tags_of)
 
+    def served(self, name: str) -> str | None:
+        served = served_version(self.serving, name)
+        return None if served is None else served.version
+
+    def champion(self, name: str) -> Champion | None:
+        version = self.served(name)
+        if version is None:
+            return None
+        stored = self.registry.load(name, version)
+        try:
+            cutoff = self.cutoff(name, version)
+        except NotFoundError:
+            cutoff = None
+        return Champion(BanditPolicy.from_stored(stored, version=version), cutoff)
+
+    def record(self, actor: str, action: str, subject: str, details: Mapping[str, object]) -> None:
+        self.audit.add(
+            AuditEntry(
+                actor=actor, action=action, subject=subject, at=self.clock(), details=_json(details)
+            )
+        )
+
+
+def _json(details: Mapping[str, object]) -> dict[str, JsonValue]:
+    """Details as the JSON document the audit log stores."""
+    loaded: dict[str, JsonValue] = json.loads(json.dumps(details, default=str))
+    return loaded
+
+
+class PolicyTraining:
+    """Train a candidate and gate it, or gate an existing version again; the evidence goes to
+    the registry and the audit log."""
+
+    def __init__(self, context: LifecycleContext) -> None:
+        self.context = context
+
     def train(self, frame_key: str, *, spec: PolicySpec | None = None, actor: str) -> TrainResult:
         """Train a candidate on the earlier logs, gate it on the later ones, register it as the
         challenger with all its evidence."""
-        frame = self._frame(frame_key)
+        c = self.context
+        frame = c.frame(frame_key)
         spec = spec or frame.spec.policy_spec()
-        snapshot, lines = self.catalog.current()
-        logs = load_decision_logs(self.engine, snapshot, frame_key=frame_key)
-        earlier, later, cut_off = logs.split_by_sequence(self.config.later_share)
+        snapshot, lines = c.catalog.current()
+        logs = load_decision_logs(c.logs, snapshot, LogFilters(frame_key=frame_key))
+        earlier, later, cut_off = logs.split_by_sequence(c.config.later_share)
         candidate = train_policies(earlier, {frame_key: spec}, lines)[frame_key]
         trained = earlier.cutoff()
-        champion = self._champion(frame_key)
+        champion = c.champion(frame_key)
         with tempfile.TemporaryDirectory() as tmp:
-            gate, estimates, report_files, evaluated = self._gate(
-                frame, candidate, champion, later, Path(tmp), spec=spec, cutoff=trained
-            )
-            now = self.clock()
-            data_from, data_to = _span(evaluated)
-            action_lines = {sig: lines[a] for sig, a in snapshot.actions.items()}
-            version = self.registry.register(
+            evidence = self._gate(frame, candidate, champion, later, Path(tmp), spec, trained)
+            now = c.clock()
+            data_from, data_to = _span(evidence.evaluated)
+            version = c.registry.register(
                 candidate,
-                action_lines=action_lines,
+                action_lines={sig: lines[a] for sig, a in snapshot.actions.items()},
                 floor_share=spec.floor_share(frame.spec.exploration),
                 source="offline",
-                parent_version=champion.version if champion else None,
-                metrics=estimates,
+                parent_version=champion.policy.version if champion else None,
+                metrics=dict(evidence.metrics),
                 tags={
-                    "gate": gate.verdict,
+                    "gate": evidence.gate.verdict,
                     "evidence_at": now.isoformat(),
                     "trained_rows": str(earlier.data.n),
                     **trained.to_tags(),
-                    "evaluated_rows": str(evaluated.data.n),
+                    "evaluated_rows": str(evidence.evaluated.data.n),
                     "data_from": data_from,
                     "data_to": data_to,
                     "frame_version": str(frame.version),
                     "cursor": str(cut_off),
                 },
-                artifacts=report_files,
+                artifacts=dict(evidence.files),
                 alias="challenger",
             )
-        result = TrainResult(
-            policy=frame_key,
-            version=version,
-            gate=gate.to_dict(),
-            evidence_at=now.isoformat(),
-            rows=evaluated.data.n,
-        )
-        self._audit(
+        rows = evidence.evaluated.data.n
+        c.record(
             actor,
             "policy.train",
             version_id(frame_key, version),
             {
-                "gate": gate.to_dict(),
+                "gate": evidence.gate.to_dict(),
                 "spec": spec.model_dump(mode="json"),
-                "rows": evaluated.data.n,
+                "rows": rows,
                 "trained": trained.describe(),
                 "evaluated": f"{data_from} to {data_to}",
             },
         )
-        return result
+        return TrainResult(frame_key, version, evidence.gate, now.isoformat(), rows)
 
     def evaluate(self, name: str, version: str, *, actor: str) -> TrainResult:
         """Evaluate an existing version against the champion on the decisions after its
         training cut-off (the newest `later_share` when it records none), and store the fresh
         evidence on the version (promotion refuses evidence older than the limit)."""
-        self._version(name, version)
-        frame = self._frame(name)
-        stored = self.registry.load(name, version)
+        c = self.context
+        c.version(name, version)
+        frame = c.frame(name)
+        stored = c.registry.load(name, version)
         candidate = BanditPolicy.from_stored(stored, version=version)
-        snapshot, _ = self.catalog.current()
-        logs = load_decision_logs(self.engine, snapshot, frame_key=name)
-        cutoff = self._cutoff(name, version)
+        snapshot, _ = c.catalog.current()
+        logs = load_decision_logs(c.logs, snapshot, LogFilters(frame_key=name))
+        cutoff = c.cutoff(name, version)
         if cutoff is None:  # nothing recorded: the latest share, as a fresh candidate gets
-            _, later = logs.split(self.config.later_share)
+            _, later = logs.split(c.config.later_share)
         else:
             unseen = np.flatnonzero(logs.unseen(cutoff))
             if unseen.size == 0:
@@ -224,187 +250,80 @@ class PolicyLifecycle:
                     "decision has a final reward yet to evaluate it on",
                 )
             later = logs.take(unseen)
-        champion = self._champion(name)
+        champion = c.champion(name)
         with tempfile.TemporaryDirectory() as tmp:
-            gate, _, _, evaluated = self._gate(
-                frame, candidate, champion, later, Path(tmp), spec=stored.spec, cutoff=cutoff
-            )
-        now = self.clock()
-        data_from, data_to = _span(evaluated)
-        self.registry.tag_version(name, version, "campopt.gate", gate.verdict)
-        self.registry.tag_version(name, version, "campopt.evidence_at", now.isoformat())
-        self.registry.tag_version(name, version, "campopt.data_from", data_from)
-        self.registry.tag_version(name, version, "campopt.data_to", data_to)
-        self.registry.tag_version(name, version, "campopt.evaluated_rows", str(evaluated.data.n))
-        self._audit(
+            evidence = self._gate(frame, candidate, champion, later, Path(tmp), stored.spec, cutoff)
+        now = c.clock()
+        data_from, data_to = _span(evidence.evaluated)
+        rows = evidence.evaluated.data.n
+        for key, value in (
+            ("gate", evidence.gate.verdict),
+            ("evidence_at", now.isoformat()),
+            ("data_from", data_from),
+            ("data_to", data_to),
+            ("evaluated_rows", str(rows)),
+        ):
+            c.registry.tag_version(name, version, f"campopt.{key}", value)
+        c.record(
             actor,
             "policy.evaluate",
             version_id(name, version),
             {
-                "gate": gate.to_dict(),
-                "rows": evaluated.data.n,
+                "gate": evidence.gate.to_dict(),
+                "rows": rows,
                 "trained": cutoff.describe() if cutoff else "unknown",
                 "evaluated": f"{data_from} to {data_to}",
             },
         )
-        return TrainResult(
-            policy=name,
-            version=version,
-            gate=gate.to_dict(),
-            evidence_at=now.isoformat(),
-            rows=evaluated.data.n,
-        )
+        return TrainResult(name, version, evidence.gate, now.isoformat(), rows)
 
     def _gate(
         self,
         frame: FrameVersion,
         candidate: BanditPolicy,
-        champion: BanditPolicy | None,
+        champion: Champion | None,
         later: DecisionLogs,
         folder: Path,
-        *,
         spec: PolicySpec,
         cutoff: TrainingCutoff | None,
-    ) -> tuple[GateResult, dict[str, float], dict[str, Path], DecisionLogs]:
-        """Gate the candidate on `later` (decisions it was not trained on), and also after the
-        champion's cut-off; returns the rows both were estimated on as well."""
-        snapshot, lines = self.catalog.current()
-        training = {"candidate": training_window(cutoff)}
-        if champion is not None:
-            try:
-                champion_cutoff = self._cutoff(frame.key, champion.version)
-            except NotFoundError:
-                champion_cutoff = None
-            both = np.flatnonzero(later.unseen(champion_cutoff))
-            if both.size:
-                later = later.take(both)
-                training["champion"] = training_window(champion_cutoff)
-            else:
-                assert champion_cutoff is not None
-                training["champion"] = training_window(
-                    champion_cutoff,
-                    note=(
-                        f"version {champion.version} learned from every evaluation decision "
-                        f"({champion_cutoff.describe()}); the logged mean of what served stands "
-                        "in for it"
-                    ),
-                )
-                champion = None
-        floors = {frame.key: spec.floor_share(frame.spec.exploration)}
-        costs = offer_costs(later, snapshot)
-        limits = {frame.key: frame.spec.guardrails.max_offer_cost_per_decision}
-        target = replay_policies(
-            later,
-            {frame.key: candidate},
-            lines,
-            floor_shares=floors,
-            costs=costs,
-            cost_limits=limits,
+    ) -> GateEvidence:
+        snapshot, lines = self.context.catalog.current()
+        return gate_candidate(
+            frame=frame,
+            candidate=candidate,
+            spec=spec,
+            cutoff=cutoff,
+            champion=champion,
+            later=later,
+            snapshot=snapshot,
+            lines=lines,
+            estimator=self.context.config.estimator,
+            config=self.context.config.gate,
+            folder=folder,
         )
-        targets = {"candidate": target}
-        predictions = None
-        estimator: SNIPS | DR = SNIPS()
-        if self.config.estimator == "DR":
-            estimator = DR()
-            predictions = cross_fit(
-                later.data, features=reward_features(later, snapshot), model=VWRewardModel
-            ).predictions
-        candidate_estimate = estimator.estimate(
-            later.data.with_target(target), predictions=predictions
-        )
-        if champion is not None:
-            champion_target = replay_policies(
-                later,
-                {frame.key: champion},
-                lines,
-                floor_shares=floors,
-                costs=costs,
-                cost_limits=limits,
-            )
-            targets["champion"] = champion_target
-            champion_estimate = estimator.estimate(
-                later.data.with_target(champion_target), predictions=predictions
-            )
-        else:
-            champion_estimate = LoggedMean().estimate(later.data)
-        guardrails = self._guardrails(frame, later, target, snapshot)
-        gate = promotion_gate(
-            candidate=candidate_estimate,
-            champion=champion_estimate,
-            guardrails=guardrails,
-            frame_violations=spec.frame_violations(frame.spec.exploration),
-            config=self.config.gate,
-        )
-        report = evaluate(
-            later.data,
-            targets,
-            predictions=predictions,
-            segments=[
-                s for s in SEGMENTS if later.data.context is not None and s in later.data.context
-            ],
-            out_dir=folder,
-            fmt="html",
-            training=training,
-        )
-        (folder / "gate.json").write_text(json.dumps(gate.to_dict(), indent=2, default=str))
-        metrics = {
-            "candidate_value": candidate_estimate.value,
-            "candidate_ci_low": candidate_estimate.ci_low,
-            "candidate_ci_high": candidate_estimate.ci_high,
-            "champion_value": champion_estimate.value,
-            "effective_sample_size": candidate_estimate.diagnostics.effective_sample_size,
-            **{f"guardrail_{g.name}": g.estimate.value for g in guardrails},
-        }
-        for segment in report["segments"]:
-            if segment["policy"] == "candidate" and segment["estimates"]:
-                value = segment["estimates"][0]["value"]
-                if value is not None:
-                    key = f"segment_{segment['column']}_{segment['segment']}"
-                    metrics[key.replace(" ", "_")] = value
-        files = {p.name: p for p in folder.iterdir() if p.is_file()}
-        return gate, {k: float(v) for k, v in metrics.items() if np.isfinite(v)}, files, later
 
-    def _guardrails(
-        self, frame: FrameVersion, later: DecisionLogs, target: np.ndarray[Any, Any], snapshot: Any
-    ) -> list[Guardrail]:
-        data = later.data.with_target(target)
-        assert data.context is not None
-        limits = frame.spec.guardrails
-        out = []
-        for name, column, threshold in (
-            ("unsubscribe_rate", "unsubscribed", limits.max_unsubscribe_rate),
-            ("complaint_rate", "complained", limits.max_complaint_rate),
-        ):
-            outcome = data.with_reward(
-                data.context[column].to_numpy(dtype=np.float64), reward_range=(0.0, 1.0)
-            )
-            out.append(Guardrail(name, SNIPS().estimate(outcome), threshold))
-        expected_cost = np.add.reduceat(target * offer_costs(later, snapshot), data.offsets[:-1])
-        out.append(
-            Guardrail(
-                "offer_cost_per_decision",
-                _mean_estimate(expected_cost, name="expected cost"),
-                limits.max_offer_cost_per_decision,
-            )
-        )
-        return out
 
-    # --- promotion ---------------------------------------------------------------------------
+class PolicyPromotion:
+    """Move the champion: promotion with fresh passing evidence, a manager's approval, a
+    rejection, a rollback."""
+
+    def __init__(self, context: LifecycleContext) -> None:
+        self.context = context
 
     def promote(
         self, name: str, version: str, *, actor: str, reason: str, approved: bool = False
     ) -> PromotionResult:
-        info = self._version(name, version)
-        tags = info.tags
+        c = self.context
+        tags = c.version(name, version).tags
         evidence_at = tags.get("campopt.evidence_at")
         if evidence_at is None:
             raise ConflictError("version", f"{version_id(name, version)} has no offline evidence")
-        age = self.clock() - datetime.fromisoformat(evidence_at)
-        if age > self.config.max_evidence_age:
+        age = c.clock() - datetime.fromisoformat(evidence_at)
+        if age > c.config.max_evidence_age:
             raise ConflictError(
                 "version",
                 f"evidence of {version_id(name, version)} is {age.days} days old (more than "
-                f"{self.config.max_evidence_age.days}); evaluate it again",
+                f"{c.config.max_evidence_age.days}); evaluate it again",
             )
         verdict = tags.get("campopt.gate")
         if verdict == "reject":
@@ -418,22 +337,21 @@ class PolicyLifecycle:
             raise ConflictError("version", f"{version_id(name, version)} was rejected")
         self._check_loads(name, version)
         cut_off = self._cut_off(name, version)
-        served = served_version(self.serving_records, name)
-        replaced = served.version if served else None
+        replaced = c.served(name)
         make_serving(
-            self.serving_records,
-            self.registry,
+            c.serving,
+            c.registry,
             name=name,
             version=version,
             cursor=cut_off,
             source="promotion",
             actor=actor,
         )
-        if self.registry.alias_version(name, "challenger") == version:
-            self.registry.delete_alias(name, "challenger")
-        self.registry.tag_version(name, version, "campopt.replaces", replaced or "")
+        if c.registry.alias_version(name, "challenger") == version:
+            c.registry.delete_alias(name, "challenger")
+        c.registry.tag_version(name, version, "campopt.replaces", replaced or "")
         action = "policy.approve" if approved else "policy.promote"
-        self._audit(
+        c.record(
             actor,
             action,
             version_id(name, version),
@@ -441,26 +359,23 @@ class PolicyLifecycle:
         )
         return PromotionResult(policy=name, version=version, replaced=replaced, action=action)
 
-    def approve(self, name: str, version: str, *, actor: str, reason: str) -> PromotionResult:
-        """A manager's approval of a candidate that leaves its frame: it is promoted."""
-        return self.promote(name, version, actor=actor, reason=reason, approved=True)
-
     def reject(self, name: str, version: str, *, actor: str, reason: str) -> PromotionResult:
-        self._version(name, version)
-        self.registry.client.set_model_version_tag(
+        c = self.context
+        c.version(name, version)
+        c.registry.client.set_model_version_tag(
             f"campopt-{name}", version, "campopt.status", "rejected"
         )
-        if self.registry.alias_version(name, "challenger") == version:
-            self.registry.delete_alias(name, "challenger")
-        self._audit(actor, "policy.reject", version_id(name, version), {"reason": reason})
+        if c.registry.alias_version(name, "challenger") == version:
+            c.registry.delete_alias(name, "challenger")
+        c.record(actor, "policy.reject", version_id(name, version), {"reason": reason})
         return PromotionResult(policy=name, version=version, replaced=None, action="policy.reject")
 
     def rollback(
         self, name: str, *, actor: str, reason: str, to_version: str | None = None
     ) -> PromotionResult:
         """Champion goes back to `to_version`, or to the version the last promotion replaced."""
-        served = served_version(self.serving_records, name)
-        current = served.version if served else None
+        c = self.context
+        current = c.served(name)
         target = to_version or self._replaced_by_last_promotion(name)
         if target is None:
             raise ConflictError("policy", f"{name} has no earlier champion to roll back to")
@@ -468,15 +383,15 @@ class PolicyLifecycle:
             raise ConflictError("to_version", f"{version_id(name, target)} already serves")
         self._check_loads(name, target)
         make_serving(
-            self.serving_records,
-            self.registry,
+            c.serving,
+            c.registry,
             name=name,
             version=target,
             cursor=self._cut_off(name, target),
             source="rollback",
             actor=actor,
         )
-        self._audit(
+        c.record(
             actor, "policy.rollback", version_id(name, target), {"reason": reason, "from": current}
         )
         return PromotionResult(
@@ -484,25 +399,16 @@ class PolicyLifecycle:
         )
 
     def _replaced_by_last_promotion(self, name: str) -> str | None:
-        with session_scope(self.engine) as session:
-            for entry in queries.audit_entries(
-                session, action="policy.", subject=f"{name}:", limit=200
-            ):
-                if entry.action in ("policy.promote", "policy.approve"):
-                    replaced = (entry.details or {}).get("replaced")
-                    return str(replaced) if replaced else None
+        for entry in self.context.audit.entries(action="policy.", subject=f"{name}:", limit=200):
+            if entry.action in ("policy.promote", "policy.approve"):
+                replaced = (entry.details or {}).get("replaced")
+                return str(replaced) if replaced else None
         return None
-
-    def _version(self, name: str, version: str) -> Any:
-        try:
-            return self.registry.version_info(name, version)
-        except Exception as exc:
-            raise NotFoundError("version", f"no version {version_id(name, version)}") from exc
 
     def _cut_off(self, name: str, version: str) -> int:
         """The reward sequence the version has learned up to: the learner replays from there
         when it takes the version over. A version without one cannot serve."""
-        cut_off = version_cut_off(self.registry, name, version)
+        cut_off = version_cut_off(self.context.registry, name, version)
         if cut_off is None:
             raise ConflictError(
                 "version",
@@ -513,7 +419,7 @@ class PolicyLifecycle:
     def _check_loads(self, name: str, version: str) -> None:
         """Refuse a version whose model does not load; the champion stays as it is."""
         try:
-            stored = self.registry.load(name, version)
+            stored = self.context.registry.load(name, version)
             policy = BanditPolicy(
                 stored.spec,
                 name=name,
@@ -527,41 +433,75 @@ class PolicyLifecycle:
                 "version", f"the model of {version_id(name, version)} cannot be loaded: {exc}"
             ) from exc
 
-    def _audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
-        with session_scope(self.engine, write=True) as session:
-            queries.add_audit(
-                session,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=details,
-                now=self.clock(),
-            )
 
-    # --- the scheduled job ----------------------------------------------------------------------
+class PolicyLifecycle:
+    """Training, gating and promotion of every frame's policy, and the scheduled job that
+    runs them."""
 
-    def train_and_promote_all(self, *, actor: str = "scheduler") -> list[dict[str, Any]]:
+    def __init__(
+        self,
+        serving: ServingRecords,
+        registry: PolicyRegistry,
+        catalog: CatalogCache,
+        *,
+        logs: DecisionLogReader,
+        audit: AuditLog,
+        config: LifecycleConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        context = LifecycleContext(
+            serving=serving,
+            registry=registry,
+            catalog=catalog,
+            logs=logs,
+            audit=audit,
+            config=config or LifecycleConfig(),
+            clock=clock,
+        )
+        self.context = context
+        self.training = PolicyTraining(context)
+        self.promotion = PolicyPromotion(context)
+
+    def train(self, frame_key: str, *, spec: PolicySpec | None = None, actor: str) -> TrainResult:
+        return self.training.train(frame_key, spec=spec, actor=actor)
+
+    def evaluate(self, name: str, version: str, *, actor: str) -> TrainResult:
+        return self.training.evaluate(name, version, actor=actor)
+
+    def promote(
+        self, name: str, version: str, *, actor: str, reason: str, approved: bool = False
+    ) -> PromotionResult:
+        return self.promotion.promote(name, version, actor=actor, reason=reason, approved=approved)
+
+    def approve(self, name: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        """A manager's approval of a candidate that leaves its frame: it is promoted."""
+        return self.promotion.promote(name, version, actor=actor, reason=reason, approved=True)
+
+    def reject(self, name: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        return self.promotion.reject(name, version, actor=actor, reason=reason)
+
+    def rollback(
+        self, name: str, *, actor: str, reason: str, to_version: str | None = None
+    ) -> PromotionResult:
+        return self.promotion.rollback(name, actor=actor, reason=reason, to_version=to_version)
+
+    def train_and_promote_all(self, *, actor: str = "scheduler") -> list[FrameOutcome]:
         """For every active frame: train a candidate from the frame's spec; promote it when the
         gate says so, leave it waiting when it needs approval."""
-        snapshot, _ = self.catalog.current()
+        snapshot, _ = self.context.catalog.current()
         outcomes = []
         for frame in snapshot.frames:
             try:
                 result = self.train(frame.key, actor=actor)
             except (ValueError, NotFoundError) as exc:
-                outcomes.append({"frame": frame.key, "skipped": str(exc)})
+                outcomes.append(FrameOutcome(frame.key, skipped=str(exc)))
                 continue
-            outcome: dict[str, Any] = {
-                "frame": frame.key,
-                "version": result.version,
-                "gate": result.gate["verdict"],
-            }
-            if result.gate["verdict"] == "promote":
+            promoted = result.gate.verdict == "promote"
+            if promoted:
                 self.promote(
                     frame.key, result.version, actor=actor, reason="passed the promotion gate"
                 )
-                outcome["promoted"] = True
-            outcomes.append(outcome)
+            outcomes.append(FrameOutcome(frame.key, result.version, result.gate.verdict, promoted))
         return outcomes
 
 
@@ -571,28 +511,3 @@ def _span(logs: DecisionLogs) -> tuple[str, str]:
     if stamps is None or len(stamps) == 0:
         return "", ""
     return str(stamps[0]), str(stamps[-1])
-
-
-def _mean_estimate(values: np.ndarray[Any, Any], *, name: str) -> Estimate:
-    """A plain mean with a normal interval, shaped as an estimate."""
-    n = len(values)
-    mean = float(np.mean(values)) if n else float("nan")
-    se = float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return Estimate(
-        estimator=name,
-        value=mean,
-        ci_low=mean - 1.96 * se,
-        ci_high=mean + 1.96 * se,
-        std_error=se,
-        alpha=0.05,
-        n=n,
-        interval_method="analytic",
-        diagnostics=Diagnostics(
-            effective_sample_size=float(n),
-            max_importance_weight=1.0,
-            zero_probability_rows=0,
-            unscored_rows=0,
-            model_rows=None,
-            warning=None,
-        ),
-    )

@@ -16,10 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
 
-from campaign_db import queries
-from campaign_db.engine import session_scope
 from offline_eval import LoggedBandit
 from offline_eval.report import TrainingWindow
 from offline_eval.reward_models import Features
@@ -27,6 +24,7 @@ from optimizer.core.catalog import CatalogSnapshot, split_signature
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.features import ActionLines, shared_line
 from optimizer.policy import BanditPolicy
+from optimizer.ports.decision_logs import DecisionLogReader, LogFilters
 from optimizer.serving import ONLINE_PREFIX
 from optimizer.vw import RegressionModel
 
@@ -250,20 +248,11 @@ class DecisionLogs:
 
 
 def load_decision_logs(
-    engine: Engine,
-    snapshot: CatalogSnapshot,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    frame_key: str | None = None,
-    policy_version: str | None = None,
+    reader: DecisionLogReader, snapshot: CatalogSnapshot, filters: LogFilters | None = None
 ) -> DecisionLogs:
     """Policy decisions with final rewards (filters optional) as one validated dataset."""
-    with session_scope(engine) as session:
-        rows = queries.evaluation_rows(
-            session, since=since, until=until, frame_key=frame_key, policy_version=policy_version
-        )
-        frames = queries.frame_versions(session, keys={r.frame_key for r in rows})
+    found = reader.evaluation_rows(filters or LogFilters())
+    rows = found.rows
     if not rows:
         raise ValueError("logs: no policy decisions with final rewards match the filters")
     signatures = {action_id: sig for sig, action_id in snapshot.actions.items()}
@@ -280,9 +269,8 @@ def load_decision_logs(
                 f"candidate_action_ids: decision {r.decision_id} lacks its chosen action"
             )
         chosen_index[i] = hits[0]
-    ranges = [f.reward_range for f in frames.values() if f.reward_range]
-    low = min((float(x[0]) for x in ranges), default=0.0)
-    high = max((float(x[1]) for x in ranges), default=1.0)
+    low = min((x[0] for x in found.reward_ranges), default=0.0)
+    high = max((x[1] for x in found.reward_ranges), default=1.0)
     context = pd.DataFrame(
         {
             "decision_id": [str(r.decision_id) for r in rows],
@@ -317,7 +305,7 @@ def load_decision_logs(
         [NO_SEQUENCE if r.reward_sequence is None else r.reward_sequence for r in rows],
         dtype=np.int64,
     )
-    return DecisionLogs(data=data, contexts=[r.context for r in rows], sequences=sequences)
+    return DecisionLogs(data=data, contexts=[dict(r.context) for r in rows], sequences=sequences)
 
 
 def replay_policies(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from statistics import NormalDist
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.ports.decision_logs import LoggedContact
 from optimizer.simulator.run import DecisionStats
 
 
@@ -92,9 +94,7 @@ def rolling(values: list[float] | np.ndarray[Any, Any], window: int) -> np.ndarr
     return np.convolve(arr, kernel, mode="valid")
 
 
-def count_cap_violations(
-    contacts: list[tuple[str, str, str, Any, Any, str]], policies: dict[str, Any]
-) -> int:
+def count_cap_violations(contacts: Sequence[LoggedContact], policies: dict[str, Any]) -> int:
     """Contacts that broke their frame's contact policy, checked from scratch.
 
     A contact breaks its frame's policy when some rolling window that contains it, together with

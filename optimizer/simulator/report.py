@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from optimizer.core.catalog import CatalogSnapshot
+from optimizer.ports.decision_logs import LoggedContact
 from optimizer.simulator import metrics
 from optimizer.simulator.run import SimulationResult
 
@@ -25,7 +27,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 def summarize(
     result: SimulationResult,
     *,
-    contacts: list[tuple[str, str, str, Any, Any, str]],
+    contacts: Sequence[LoggedContact],
     snapshot: CatalogSnapshot,
     runtime_seconds: float,
 ) -> dict[str, Any]:
@@ -126,9 +128,7 @@ def _plot_uplift(result: SimulationResult, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_contacts(
-    contacts: list[tuple[str, str, str, Any, Any, str]], fatigue: int, days: int, path: Path
-) -> None:
+def _plot_contacts(contacts: Sequence[LoggedContact], fatigue: int, days: int, path: Path) -> None:
     by_customer: dict[str, list[Any]] = defaultdict(list)
     for customer, _frame, _channel, send_at, _reserved, status in contacts:
         if status not in ("failed", "cancelled"):
@@ -154,7 +154,7 @@ def write_report(
     result: SimulationResult,
     summary: dict[str, Any],
     *,
-    contacts: list[tuple[str, str, str, Any, Any, str]],
+    contacts: Sequence[LoggedContact],
     snapshot: CatalogSnapshot,
     out: Path,
 ) -> Path:

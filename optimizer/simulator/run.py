@@ -36,6 +36,7 @@ from optimizer.feedback import (
 from optimizer.health import UsageIn, UsageIndexConfig
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import OutboxAck, UsageRow, ack_outbox, fetch_outbox, record_usage
+from optimizer.ports.decision_logs import DecisionLogReader, LoggedDecision
 from optimizer.rewards import finalize_due
 from optimizer.simulator.population import Population
 from optimizer.simulator.truth import GroundTruth
@@ -107,12 +108,14 @@ class Simulation:
         decisions: DecisionService,
         learner: OnlineLearner,
         *,
+        logs: DecisionLogReader,
         config: SimulationConfig,
         usage_config: UsageIndexConfig,
     ) -> None:
         self.engine = engine
         self.decisions = decisions
         self.learner = learner
+        self.logs = logs
         self.config = config
         self.usage_config = usage_config
         self.rng = np.random.default_rng(config.seed)
@@ -251,8 +254,7 @@ class Simulation:
         answers = [f.result(timeout=120) for f in futures]
         direct_ids = [a.decision_id for a in answers]
 
-        with session_scope(self.engine) as session:
-            logged = queries.decisions_by_id(session, ids=outbox_ids + direct_ids)
+        logged = self.logs.decisions_by_id(outbox_ids + direct_ids)
         events: list[tuple[uuid.UUID, DeliveryEventIn]] = []
         from_outbox = set(outbox_ids)
         for decision in logged:
@@ -273,7 +275,7 @@ class Simulation:
 
     def _observe(
         self,
-        decision: queries.LoggedDecision,
+        decision: LoggedDecision,
         events: list[tuple[uuid.UUID, DeliveryEventIn]],
         *,
         via_outbox: bool,
@@ -339,7 +341,7 @@ class Simulation:
 
     def _schedule_conversion(
         self,
-        decision: queries.LoggedDecision,
+        decision: LoggedDecision,
         rate: float,
         since: datetime,
         *,

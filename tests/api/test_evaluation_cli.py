@@ -137,9 +137,10 @@ def test_champion_is_never_replayed_on_decisions_it_learned_from(
     """The demo's online champions consumed every final reward (their cursor covers the whole
     log): replaying them on it would grade them on their own training data. They are left out,
     the report says why, and the trained spec's training window ends before the evaluation's."""
-    from api.evaluation import LogFilters, evaluate_database
+    from api.evaluation import evaluate_database
     from campaign_db.engine import create_engine_from_url
     from campaign_db.learning import SqlLearningStore
+    from optimizer.ports.decision_logs import LogFilters
     from optimizer.serving import CheckpointSource
 
     engine = create_engine_from_url(url(demo_run))
@@ -151,7 +152,7 @@ def test_champion_is_never_replayed_on_decisions_it_learned_from(
         fmt="markdown",
         later_share=0.5,
         source=source,
-    )
+    ).to_dict()
     assert "champion" not in {p["policy"] for p in report["policies"]}
     assert any("learned from every evaluation decision" in w for w in report["warnings"])
     (window,) = [w for w in report["windows"] if w["policy"] == "trained_spec"]

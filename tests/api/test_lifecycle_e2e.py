@@ -25,6 +25,7 @@ from api.auth import create_key
 from api.settings import Settings
 from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
+from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import ContactHistory
@@ -34,6 +35,7 @@ from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
+from optimizer.ports.decision_logs import LogFilters
 from optimizer.publishing import make_serving
 
 FRAME = "churn_prevention"
@@ -125,7 +127,9 @@ def register_bad_champion(services: Any) -> str:
     """A policy trained on the earlier half of the logs to prefer what does not convert, put in
     service as the champion."""
     snapshot, lines = services.catalog.current()
-    logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+    logs = load_decision_logs(
+        SqlDecisionLogs(services.engine), snapshot, LogFilters(frame_key=FRAME)
+    )
     earlier, _, cut_off = logs.split_by_sequence(0.5)
     flipped = DecisionLogs(
         data=earlier.data.with_reward(1.0 - earlier.data.reward, reward_range=(0.0, 1.0)),
@@ -183,8 +187,8 @@ def test_the_whole_lifecycle(world: Settings) -> None:
         wide = lifecycle.train(
             FRAME, spec=PolicySpec(name=FRAME, algorithm="epsilon_greedy", epsilon=0.4), actor="ds"
         )
-        assert wide.gate["verdict"] == "needs_approval", wide.gate
-        assert any("max_epsilon" in r for r in wide.gate["reasons"])
+        assert wide.gate.verdict == "needs_approval", wide.gate
+        assert any("max_epsilon" in r for r in wide.gate.reasons)
         refused = client.post(
             f"/v1/policies/{FRAME}:{wide.version}/approve",
             json={},
@@ -211,14 +215,14 @@ def test_the_whole_lifecycle(world: Settings) -> None:
 
         # the scheduled job trains the frame's own spec and promotes it on its own
         (outcome,) = lifecycle.train_and_promote_all(actor="scheduler")
-        assert (outcome["gate"], outcome.get("promoted")) == ("promote", True), outcome
-        v_good = outcome["version"]
+        assert (outcome.gate, outcome.promoted) == ("promote", True), outcome
+        v_good = outcome.version
         assert services.source.serving_version(FRAME) == v_good
 
         # the bad version, evaluated against the new champion, is rejected with its reasons
         worse = lifecycle.evaluate(FRAME, v_bad, actor="ds")
-        assert worse.gate["verdict"] == "reject"
-        assert any("lift" in r for r in worse.gate["reasons"])
+        assert worse.gate.verdict == "reject"
+        assert any("lift" in r for r in worse.gate.reasons)
         conflict = client.post(f"/v1/policies/{FRAME}:{v_bad}/approve", json={}, headers=as_manager)
         assert conflict.status_code == 409
         assert "failed its promotion gate" in conflict.json()["problems"][0]["message"]
@@ -300,7 +304,9 @@ def test_versions_are_evaluated_only_after_their_training_cutoff(world: Settings
 
         # a version trained on every decision has nothing left to be evaluated on
         snapshot, lines = services.catalog.current()
-        logs = load_decision_logs(services.engine, snapshot, frame_key=FRAME)
+        logs = load_decision_logs(
+            SqlDecisionLogs(services.engine), snapshot, LogFilters(frame_key=FRAME)
+        )
         frame = next(f for f in snapshot.frames if f.key == FRAME)
         policy = train_policies(logs, {FRAME: frame.spec.policy_spec()}, lines)[FRAME]
         everything = services.source.register(

@@ -76,10 +76,19 @@ def test_a_corrupt_artifact_is_refused_and_the_champion_stays(
     (files / "artifacts" / "model.vw").write_bytes(b"this is not a VW model")
 
     from optimizer.lifecycle import PolicyLifecycle
+    from optimizer.memory.audit import MemoryAuditLog
+    from optimizer.memory.decision_logs import MemoryDecisionLogs
+    from optimizer.memory.learning import MemoryLearningStore
 
     registry.tag_version("y", bad, "campopt.evidence_at", "2099-01-01T00:00:00+00:00")
     registry.tag_version("y", bad, "campopt.gate", "promote")
-    lifecycle = PolicyLifecycle(None, registry, None)  # type: ignore[arg-type]
+    lifecycle = PolicyLifecycle(
+        MemoryLearningStore(),
+        registry,
+        None,  # type: ignore[arg-type]
+        logs=MemoryDecisionLogs(),
+        audit=MemoryAuditLog(),
+    )
     with pytest.raises(ConflictError, match="cannot be loaded"):
         lifecycle.promote("y", bad, actor="test", reason="try")
     assert registry.serving_version("y") == good

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from campaign_db import queries
-from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.decision_logs import SqlDecisionLogs
+from campaign_db.engine import create_engine_from_url
 from optimizer.core.catalog import CatalogSpec
 from optimizer.simulator.metrics import count_cap_violations
 from tests.api.test_decisions_api import CHANNELS, NOW, not_in_holdout
@@ -105,8 +105,7 @@ def test_a_burst_at_ten_customers_contacts_each_exactly_once(
     contacted = Counter(a["customer_id"] for a in answers if a["contact"])
     engine = create_engine_from_url(url)
     try:
-        with session_scope(engine) as session:
-            contacts = queries.all_contacts(session)
+        contacts = SqlDecisionLogs(engine).contacts()
     finally:
         engine.dispose()
     policies = {f.key: f.contact_policy for f in example_catalog.frames}

@@ -1,0 +1,284 @@
+"""The evaluation pipeline on decision logs in memory: no database, a few seconds.
+
+A frame of the minimal catalog logged under the uniform policy, with rewards by a known truth
+(a free month by SMS converts best, a usage tip hardly at all).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from offline_eval.gate import GateConfig
+from offline_eval.report import EvaluationReport
+from optimizer.core.catalog import (
+    CatalogSnapshot,
+    CatalogSpec,
+    FrameVersion,
+    action_signature,
+    frame_actions,
+    split_signature,
+)
+from optimizer.evaluation import Champion, GateEvidence, compare_policies, gate_candidate
+from optimizer.features import ActionLines
+from optimizer.memory.decision_logs import MemoryDecisionLogs
+from optimizer.offline import TrainingCutoff, load_decision_logs, train_policies
+from optimizer.policy import BanditPolicy, StoredModel
+from optimizer.ports.decision_logs import LogFilters, LoggedDecision
+from optimizer.serving import online_version
+
+MINIMAL = Path(__file__).resolve().parents[2] / "campaign_db" / "minimal_catalog.yaml"
+FRAME = "churn_prevention"
+START = datetime(2026, 11, 2, 9, tzinfo=UTC)
+N = 400
+TRUTH = {("free_month", "sms"): 0.6, ("free_month", "email"): 0.3}
+
+
+def snapshot_of(catalog: CatalogSpec) -> CatalogSnapshot:
+    signatures = {"no_contact"}
+    for frame in catalog.frames:
+        signatures |= {action_signature(*c) for c in frame_actions(frame, catalog.texts)}
+    return CatalogSnapshot(
+        revision=1,
+        triggers={t.key: t for t in catalog.triggers},
+        channels={c.key: c for c in catalog.channels},
+        send_times={s.key: s for s in catalog.send_times},
+        offers={o.key: o for o in catalog.offers},
+        texts={t.key: t for t in catalog.texts},
+        frames=tuple(
+            FrameVersion(
+                id=i + 1,
+                key=f.key,
+                version=1,
+                status="active",
+                spec=f,
+                approved_by="t",
+                approved_at=None,
+            )
+            for i, f in enumerate(catalog.frames)
+        ),
+        actions={sig: i + 1 for i, sig in enumerate(sorted(signatures))},
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> CatalogSnapshot:
+    return snapshot_of(CatalogSpec.model_validate(yaml.safe_load(MINIMAL.read_text())))
+
+
+@pytest.fixture(scope="module")
+def logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
+    """N uniform decisions a minute apart, reward sequences in time order, 0/1 rewards."""
+    rng = np.random.default_rng(7)
+    store = MemoryDecisionLogs()
+    store.declare_reward_range(FRAME, 1, 0.0, 1.0)
+    ids = np.array(sorted(snapshot.actions.values()), dtype=np.int32)
+    signature = {a: s for s, a in snapshot.actions.items()}
+    for i in range(N):
+        chosen = int(rng.choice(ids))
+        offer, _, channel, _ = split_signature(signature[chosen])
+        decision = LoggedDecision(
+            id=uuid.UUID(int=i + 1),
+            created_at=START + timedelta(minutes=i),
+            customer_id=f"c{i}",
+            trigger_key="health_c_to_d",
+            frame_key=FRAME,
+            reason="policy" if offer else "policy_no_contact",
+            context={
+                "health_class": "CD"[i % 2],
+                "language": "de",
+                "usage_index": 0.2,
+                "trigger": "health_c_to_d",
+                "hour": 9 + i % 8,
+                "weekday": i % 7,
+            },
+            candidate_action_ids=ids,
+            probabilities=np.full(len(ids), 1.0 / len(ids)),
+            chosen_action_id=chosen,
+            probability=1.0 / len(ids),
+            send_at=None,
+            policy_version="uniform",
+        )
+        store.log(decision)
+        rate = TRUTH.get((offer or "", channel or ""), 0.05)
+        store.reward(decision.id, value=float(rng.random() < rate), sequence=i + 1)
+    return store
+
+
+class Registry:
+    """A model source with one champion per frame, trained on the logs up to `cursor` (an
+    online checkpoint's version names what it has learned)."""
+
+    def __init__(self, snapshot: CatalogSnapshot, logs: MemoryDecisionLogs, cursor: int) -> None:
+        frame = next(f for f in snapshot.frames if f.key == FRAME)
+        data = load_decision_logs(logs, snapshot)
+        seen = data.take(np.flatnonzero(~data.unseen(TrainingCutoff(reward_sequence=cursor))))
+        spec = frame.spec.policy_spec()
+        policy = train_policies(seen, {FRAME: spec}, ActionLines(snapshot))[FRAME]
+        self.version = online_version(cursor)
+        self.stored = StoredModel(FRAME, self.version, spec, policy.serialize(), seen.data.n)
+
+    def serving_version(self, name: str) -> str | None:
+        return self.version if name == FRAME else None
+
+    def load(self, name: str, version: str) -> StoredModel:
+        return self.stored
+
+
+def compare(
+    logs: MemoryDecisionLogs,
+    snapshot: CatalogSnapshot,
+    folder: Path,
+    champion_cursor: int | None,
+) -> EvaluationReport:
+    return compare_policies(
+        logs,
+        snapshot,
+        filters=LogFilters(),
+        later_share=0.5,
+        source=None if champion_cursor is None else Registry(snapshot, logs, champion_cursor),
+        out=folder,
+        fmt="markdown",
+    )
+
+
+@pytest.fixture(scope="module")
+def without_champion(
+    logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[EvaluationReport, Path]:
+    folder = tmp_path_factory.mktemp("without")
+    return compare(logs, snapshot, folder, champion_cursor=None), folder
+
+
+@pytest.fixture(scope="module")
+def champion_saw_everything(
+    logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> EvaluationReport:
+    return compare(logs, snapshot, tmp_path_factory.mktemp("all"), champion_cursor=N)
+
+
+@pytest.fixture(scope="module")
+def champion_saw_three_quarters(
+    logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> EvaluationReport:
+    return compare(logs, snapshot, tmp_path_factory.mktemp("most"), champion_cursor=3 * N // 4)
+
+
+def test_trained_spec_is_estimated_only_on_decisions_after_its_training_slice(
+    without_champion: tuple[EvaluationReport, Path],
+) -> None:
+    report, folder = without_champion
+
+    (window,) = [w for w in report.windows() if w["policy"] == "trained_spec"]
+    assert window["trained_until"] is not None
+    assert window["evaluated_from"] is not None
+    assert datetime.fromisoformat(window["trained_until"]) < datetime.fromisoformat(
+        window["evaluated_from"]
+    )
+    assert window["trained_rows"] == N - report.n
+    assert {"uniform", "trained_spec"} <= {p.policy for p in report.policies}
+    assert (folder / "report.md").exists()
+    assert (folder / "estimates.json").exists()
+
+
+def test_champion_that_learned_from_every_decision_is_left_out_with_a_note(
+    champion_saw_everything: EvaluationReport,
+) -> None:
+    report = champion_saw_everything
+
+    assert "champion" not in {p.policy for p in report.policies}
+    assert any("learned from every evaluation decision" in w for w in report.warnings)
+    assert report.n == N // 2
+
+
+def test_champion_is_estimated_only_on_decisions_after_its_cutoff(
+    champion_saw_three_quarters: EvaluationReport,
+) -> None:
+    report = champion_saw_three_quarters
+    cursor = 3 * N // 4
+
+    assert "champion" in {p.policy for p in report.policies}
+    assert report.n == N - cursor
+    assert report.evaluated[0] is not None
+    assert datetime.fromisoformat(report.evaluated[0]) == START + timedelta(minutes=cursor)
+
+
+def test_every_estimate_stays_within_the_reward_range(
+    without_champion: tuple[EvaluationReport, Path],
+    champion_saw_everything: EvaluationReport,
+    champion_saw_three_quarters: EvaluationReport,
+) -> None:
+    for report in (without_champion[0], champion_saw_everything, champion_saw_three_quarters):
+        assert report.reward_range == (0.0, 1.0)
+        estimates = [e for p in report.policies for e in p.estimates]
+        estimates += [e for s in report.segments for e in s.estimates]
+        assert len(estimates) > 6
+        for estimate in estimates:
+            if math.isfinite(estimate.value):
+                assert 0.0 <= estimate.value <= 1.0, estimate
+                assert 0.0 <= estimate.ci_low <= estimate.ci_high <= 1.0, estimate
+
+
+def gate(
+    logs: MemoryDecisionLogs,
+    snapshot: CatalogSnapshot,
+    folder: Path,
+    champion_cursor: int,
+) -> tuple[GateEvidence, TrainingCutoff, list[int]]:
+    frame = next(f for f in snapshot.frames if f.key == FRAME)
+    lines = ActionLines(snapshot)
+    data = load_decision_logs(logs, snapshot, LogFilters(frame_key=FRAME))
+    earlier, later, _ = data.split_by_sequence(0.5)
+    spec = frame.spec.policy_spec()
+    candidate = train_policies(earlier, {FRAME: spec}, lines)[FRAME]
+    registry = Registry(snapshot, logs, cursor=champion_cursor)
+    champion = Champion(
+        BanditPolicy.from_stored(registry.stored), TrainingCutoff(reward_sequence=champion_cursor)
+    )
+    evidence = gate_candidate(
+        frame=frame,
+        candidate=candidate,
+        spec=spec,
+        cutoff=earlier.cutoff(),
+        champion=champion,
+        later=later,
+        snapshot=snapshot,
+        lines=lines,
+        estimator="SNIPS",
+        config=GateConfig(min_effective_sample_size=20),
+        folder=folder,
+    )
+    assert evidence.evaluated.sequences is not None
+    return evidence, earlier.cutoff(), evidence.evaluated.sequences.tolist()
+
+
+def test_gate_estimates_both_policies_only_after_both_cutoffs(
+    logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path: Path
+) -> None:
+    evidence, cutoff, sequences = gate(logs, snapshot, tmp_path, champion_cursor=300)
+
+    assert cutoff.reward_sequence is not None
+    assert min(sequences) > max(cutoff.reward_sequence, 300)
+    assert len(sequences) == N - 300
+    assert evidence.gate.champion.estimator == "SNIPS"
+    assert (tmp_path / "gate.json").exists()
+    for name in ("candidate_value", "champion_value", "guardrail_unsubscribe_rate"):
+        assert name in evidence.metrics
+
+
+def test_gate_compares_with_the_logged_mean_when_the_champion_saw_every_decision(
+    logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path: Path
+) -> None:
+    evidence, _, sequences = gate(logs, snapshot, tmp_path, champion_cursor=N)
+
+    assert len(sequences) == N // 2
+    assert evidence.gate.champion.estimator == "logged mean"
+    text = (tmp_path / "report.html").read_text()
+    assert "the logged mean of what served stands in for it" in text
+    assert 0.0 <= evidence.gate.candidate.value <= 1.0
