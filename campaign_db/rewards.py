@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
 from campaign_db.feedback import chunks
@@ -70,14 +71,12 @@ def due_rewards(session: Session, *, now: datetime, limit: int) -> list[DueRewar
     ]
 
 
-def still_pending(session: Session, *, closed: Sequence[ClosedReward]) -> set[object]:
+def still_pending(session: Session, *, closed: Sequence[ClosedReward]) -> set[uuid.UUID]:
     """The rewards among `closed` that are pending, locked on PostgreSQL until the commit."""
-    found: set[object] = set()
+    found: set[uuid.UUID] = set()
     for ids in chunks([c.decision_id for c in closed]):
-        statement = (
-            select(Reward.decision_id)
-            .where(Reward.status == "pending")
-            .where(Reward.decision_id.in_(ids))  # type: ignore[attr-defined]
+        statement = select(Reward.decision_id).where(
+            Reward.status == "pending", col(Reward.decision_id).in_(ids)
         )
         if session.get_bind().dialect.name == "postgresql":
             statement = statement.with_for_update()

@@ -68,15 +68,15 @@ class FeedbackLedger:
     def erase(self, customer_id: str, alias: str) -> None:
         self.profiles.discard(customer_id)
         self.erased.add(alias)
-        for key in [k for k in self.consents if k[0] == customer_id]:
-            del self.consents[key]
+        for consent in [k for k in self.consents if k[0] == customer_id]:
+            del self.consents[consent]
         for decision in self.decisions.values():
             if decision.outcome.customer_id == customer_id:
                 decision.outcome = replace(decision.outcome, customer_id=alias, channel=None)
                 decision.contact_status = None
-        for key, conversion in self.conversions.items():
+        for conversion_id, conversion in self.conversions.items():
             if conversion.customer_id == customer_id:
-                self.conversions[key] = replace(conversion, customer_id=alias)
+                self.conversions[conversion_id] = replace(conversion, customer_id=alias)
 
 
 def pseudonym(customer_id: str, salt: str) -> str:

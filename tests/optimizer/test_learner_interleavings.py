@@ -33,6 +33,7 @@ from sqlmodel import SQLModel
 from campaign_db import learning
 from campaign_db.catalog import load_catalog
 from campaign_db.engine import session_scope
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner
 from optimizer.publishing import (
@@ -129,7 +130,7 @@ class LearnerInterleavings(RuleBasedStateMachine):
     @rule(n=st.integers(1, 5))
     def rewards_become_final(self, n: int) -> None:
         make_decisions(self.engine, n, seed=next(self.seeds))
-        finalize_due(self.engine, now=START + timedelta(days=40))
+        finalize_due(SqlRewardStore(self.engine), now=START + timedelta(days=40))
 
     @rule(limit=st.integers(1, 8))
     def learn(self, limit: int) -> None:
