@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from api.observability import GUARDRAIL
 from campaign_db import queries
 from campaign_db.engine import LeaderLock, session_scope
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.values import utcnow
 from optimizer.guardrails import monitor
 from optimizer.learner import OnlineLearner
@@ -112,7 +113,7 @@ class SchedulerRunner:
     # --- the jobs: one domain call each --------------------------------------------------------
 
     def finalize(self) -> None:
-        finalize_due(self.services.engine, now=utcnow())
+        finalize_due(SqlRewardStore(self.services.engine), now=utcnow())
 
     def learn(self) -> None:
         self.learner.run_until_caught_up()

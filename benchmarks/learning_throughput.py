@@ -35,11 +35,13 @@ from campaign_db import learning, migrate, queries
 from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.features import shared_line
-from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
+from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.offline import load_decision_logs, replay_policies
 from optimizer.policy import BanditPolicy
@@ -108,9 +110,9 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
     contacted = [a for a in answers if a.contact]
     for start in range(0, len(contacted), 5_000):
         record_events(
-            engine,
+            SqlFeedbackStore(engine),
             events=[
-                (a.decision_id, DeliveryEventIn(kind="sent", occurred_at=a.decided_at))
+                (a.decision_id, EventReport(kind="sent", occurred_at=a.decided_at))
                 for a in contacted[start : start + 5_000]
             ],
             now=NOW + timedelta(hours=6),
@@ -118,12 +120,12 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
     converting = [a for a in answers if rng.random() < conversion_share]
     for start in range(0, len(converting), 5_000):
         record_conversions(
-            engine,
+            SqlFeedbackStore(engine),
             conversions=[
-                ConversionIn(
+                ConversionReport(
                     conversion_id=f"conv-{a.decision_id}",
                     customer_id=a.customer_id,
-                    type="retained",
+                    kind="retained",
                     value=10.0,
                     occurred_at=a.decided_at + timedelta(hours=2),
                 )
@@ -134,7 +136,7 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
     timings["feedback"] = time.perf_counter() - began
     began = time.perf_counter()
     final = 0
-    while (report := finalize_due(engine, now=NOW + timedelta(days=365))).total:
+    while (report := finalize_due(SqlRewardStore(engine), now=NOW + timedelta(days=365))).total:
         final += report.final
     timings["finalize"] = time.perf_counter() - began
     timings["final_rewards"] = final

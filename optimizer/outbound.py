@@ -20,10 +20,11 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
+from campaign_db.feedback import SqlFeedbackStore
 from optimizer.core.values import ChannelKind, json_number, utcnow
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
 from optimizer.errors import NotFoundError
-from optimizer.feedback import DeliveryEventIn, record_events
+from optimizer.feedback import EventReport, record_events
 from optimizer.health import UsageIn, UsageIndexConfig, health_class, usage_index, worsening_trigger
 
 
@@ -210,11 +211,11 @@ def ack_outbox(engine: Engine, *, ack: OutboxAck, now: datetime | None = None) -
     with session_scope(engine, write=True) as session:
         items = queries.ack_outbox(session, ids=ack.ids, now=now)
     record_events(
-        engine,
+        SqlFeedbackStore(engine),
         events=[
             (
                 item.decision_id,
-                DeliveryEventIn(kind="sent", occurred_at=now, event_id=f"outbox-{item.id}"),
+                EventReport(kind="sent", occurred_at=now, event_id=f"outbox-{item.id}"),
             )
             for item in items
         ],

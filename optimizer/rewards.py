@@ -12,14 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
-
-from campaign_db import queries
-from campaign_db.catalog import read_snapshot
-from campaign_db.engine import session_scope
-from campaign_db.queries import DueReward
-from optimizer.core.catalog import split_signature
 from optimizer.core.values import DecisionReason, RewardDefinition
+from optimizer.ports.rewards import ClosedReward, DueReward, RewardStore
 
 
 @dataclass(frozen=True)
@@ -53,54 +47,30 @@ def is_void(reward: DueReward) -> bool:
     return reward.reason == DecisionReason.policy and (reward.failed or not reward.sent)
 
 
-def finalize_due(engine: Engine, *, now: datetime, limit: int = 20_000) -> FinalizeReport:
+def closing(reward: DueReward) -> ClosedReward:
+    """A due reward closed: void, or final under its frame's terms (binary in [0, 1] when the
+    frame version is unknown)."""
+    if is_void(reward):
+        return ClosedReward(decision_id=reward.decision_id, value=None)
+    terms = reward.terms
+    definition = terms.definition if terms is not None else RewardDefinition.binary
+    bounds = terms.reward_range if terms is not None and terms.reward_range else (0.0, 1.0)
+    value = reward_value(
+        reward,
+        definition=definition,
+        offer_cost=reward.offer_cost,
+        reward_range=(float(bounds[0]), float(bounds[1])),
+    )
+    return ClosedReward(decision_id=reward.decision_id, value=value)
+
+
+def finalize_due(store: RewardStore, *, now: datetime, limit: int = 20_000) -> FinalizeReport:
     """Close every pending reward whose window has closed by `now` (oldest first)."""
-    final = void = converted = 0
-    with session_scope(engine, write=True) as session:
-        due = queries.due_rewards(session, now=now, limit=limit)
-        if not due:
-            return FinalizeReport(0, 0, 0)
-        snapshot = read_snapshot(session, statuses=())
-        signatures = {action_id: sig for sig, action_id in snapshot.actions.items()}
-        frames = queries.frame_versions(session, keys={r.frame_key for r in due if r.frame_key})
-        sequence = queries.next_reward_sequence(session)
-        closed = []
-        for reward in due:
-            if is_void(reward):
-                closed.append(
-                    {
-                        "decision_id": reward.decision_id,
-                        "status": "void",
-                        "value": None,
-                        "sequence": None,
-                    }
-                )
-                void += 1
-                continue
-            frame = frames.get((reward.frame_key or "", reward.frame_version or 0))
-            definition = frame.reward_definition if frame is not None else "binary"
-            bounds = frame.reward_range if frame is not None and frame.reward_range else [0.0, 1.0]
-            offer_cost = 0.0
-            if reward.chosen_action_id is not None:
-                offer, *_ = split_signature(signatures.get(reward.chosen_action_id, "no_contact"))
-                if offer is not None and offer in snapshot.offers:
-                    offer_cost = snapshot.offers[offer].cost
-            value = reward_value(
-                reward,
-                definition=definition,
-                offer_cost=offer_cost,
-                reward_range=(float(bounds[0]), float(bounds[1])),
-            )
-            closed.append(
-                {
-                    "decision_id": reward.decision_id,
-                    "status": "final",
-                    "value": value,
-                    "sequence": sequence,
-                }
-            )
-            sequence += 1
-            final += 1
-            converted += reward.conversions > 0
-        queries.close_rewards(session, closed=closed, now=now)
-    return FinalizeReport(final=final, void=void, converted=converted)
+    due = store.due_rewards(now=now, limit=limit)
+    closed = [closing(reward) for reward in due]
+    store.close_rewards(closed=closed, now=now)
+    final = sum(c.value is not None for c in closed)
+    converted = sum(
+        c.value is not None and r.conversions > 0 for c, r in zip(closed, due, strict=True)
+    )
+    return FinalizeReport(final=final, void=len(closed) - final, converted=converted)

@@ -10,9 +10,7 @@ from api.auth import FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.observability import FEEDBACK_LAG
-from optimizer import feedback
-from optimizer.core.values import utcnow
-from optimizer.feedback import (
+from api.schemas import (
     ConversionIn,
     ConversionResult,
     DeliveryEventIn,
@@ -20,6 +18,9 @@ from optimizer.feedback import (
     RewardIn,
     RewardResult,
 )
+from campaign_db.feedback import SqlFeedbackStore
+from optimizer import feedback
+from optimizer.core.values import utcnow
 
 router = APIRouter(tags=["feedback"])
 
@@ -36,12 +37,14 @@ def post_event(
     unsubscribed or complained. A repeated `event_id` changes nothing and gets the first answer;
     the same `event_id` for another decision or kind is a 409 (an unsubscribe or complaint still
     revokes the channel's consent)."""
-    result = feedback.record_event(services.engine, decision_id=decision_id, event=event)
+    result = feedback.record_event(
+        SqlFeedbackStore(services.engine), decision_id=decision_id, event=event.report()
+    )
     if event.occurred_at is not None:
         FEEDBACK_LAG.labels(kind="event").observe(
             max((utcnow() - event.occurred_at).total_seconds(), 0)
         )
-    return result
+    return DeliveryEventResult.model_validate(result, from_attributes=True)
 
 
 @router.post(
@@ -58,13 +61,15 @@ def post_conversion(
     `conversion_id` changes nothing and gets the first answer (200); the same id with another
     customer, type, value or time is a 409."""
     result = feedback.record_conversion(
-        services.engine, conversion=conversion, pseudonym_salt=services.settings.pseudonym_salt
+        SqlFeedbackStore(services.engine),
+        conversion=conversion.report(),
+        pseudonym_salt=services.settings.pseudonym_salt,
     )
     FEEDBACK_LAG.labels(kind="conversion").observe(
         max((utcnow() - conversion.occurred_at).total_seconds(), 0)
     )
     response.status_code = 200 if result.duplicate else 202
-    return result
+    return ConversionResult.model_validate(result, from_attributes=True)
 
 
 @router.post(
@@ -74,4 +79,7 @@ def post_reward(
     _key: FeedbackKey, decision_id: uuid.UUID, reward: RewardIn, services: ServicesDep
 ) -> RewardResult:
     """Set a decision's reward directly (it becomes final when the window closes)."""
-    return feedback.record_reward(services.engine, decision_id=decision_id, reward=reward)
+    result = feedback.record_reward(
+        SqlFeedbackStore(services.engine), decision_id=decision_id, value=reward.value
+    )
+    return RewardResult.model_validate(result, from_attributes=True)

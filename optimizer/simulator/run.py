@@ -25,14 +25,11 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
+from campaign_db.feedback import SqlFeedbackStore
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.values import ChannelKind
 from optimizer.decisions import DecisionRequest, DecisionService
-from optimizer.feedback import (
-    ConversionIn,
-    DeliveryEventIn,
-    record_conversions,
-    record_events,
-)
+from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.health import UsageIn, UsageIndexConfig
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import OutboxAck, UsageRow, ack_outbox, fetch_outbox, record_usage
@@ -255,15 +252,15 @@ class Simulation:
         direct_ids = [a.decision_id for a in answers]
 
         logged = self.logs.decisions_by_id(outbox_ids + direct_ids)
-        events: list[tuple[uuid.UUID, DeliveryEventIn]] = []
+        events: list[tuple[uuid.UUID, EventReport]] = []
         from_outbox = set(outbox_ids)
         for decision in logged:
             self._observe(decision, events, via_outbox=decision.id in from_outbox)
         if events:
-            record_events(self.engine, events=events, now=end)
+            record_events(SqlFeedbackStore(self.engine), events=events, now=end)
 
         self._post_until(end)
-        finalize_due(self.engine, now=end)
+        finalize_due(SqlRewardStore(self.engine), now=end)
         if not self.config.learn:
             return
         while True:
@@ -276,7 +273,7 @@ class Simulation:
     def _observe(
         self,
         decision: LoggedDecision,
-        events: list[tuple[uuid.UUID, DeliveryEventIn]],
+        events: list[tuple[uuid.UUID, EventReport]],
         *,
         via_outbox: bool,
     ) -> None:
@@ -317,16 +314,14 @@ class Simulation:
         if decision.reason == "policy" and decision.send_at is not None:
             self.counts["contacts"] += 1
             if not via_outbox:
-                events.append(
-                    (decision.id, DeliveryEventIn(kind="sent", occurred_at=decision.send_at))
-                )
+                events.append((decision.id, EventReport(kind="sent", occurred_at=decision.send_at)))
             unsubscribe = self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
             if self.rng.random() < unsubscribe:
                 self.counts["unsubscribes"] += 1
                 events.append(
                     (
                         decision.id,
-                        DeliveryEventIn(
+                        EventReport(
                             kind="unsubscribed", occurred_at=decision.send_at + timedelta(hours=1)
                         ),
                     )
@@ -358,10 +353,10 @@ class Simulation:
         if stats_index is not None:
             self.stats.converted[stats_index] = True
         at = since + timedelta(days=GroundTruth.delay_days(self.rng))
-        conversion = ConversionIn(
+        conversion = ConversionReport(
             conversion_id=f"conv-{decision.id}",
             customer_id=decision.customer_id,
-            type="retained" if decision.frame_key != "upsell" else "upgrade",
+            kind="retained" if decision.frame_key != "upsell" else "upgrade",
             value=60.0,
             occurred_at=at,
         )
@@ -373,4 +368,4 @@ class Simulation:
             due.append(heapq.heappop(self._queue).payload)
         if due:
             self.counts["conversions"] += len(due)
-            record_conversions(self.engine, conversions=due, now=moment)
+            record_conversions(SqlFeedbackStore(self.engine), conversions=due, now=moment)

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from campaign_db.engine import session_scope
+from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.models import Consent, Conversion, DeliveryEvent
-from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion, record_event
+from optimizer.feedback import ConversionReport, EventReport, record_conversion, record_event
 from tests.api.test_loop_api import contact_decision, conversion, reward_of, send_at
 
 THREADS = 16
@@ -47,15 +48,17 @@ def test_concurrent_duplicate_conversions_all_get_the_first_result(
     answer = contact_decision(client, "race-conv")
     when = send_at(answer) + timedelta(days=1)
     for round_ in range(ROUNDS):
-        posted = ConversionIn(
+        posted = ConversionReport(
             conversion_id=f"race-{round_}",
             customer_id=answer["customer_id"],
-            type="subscription",
+            kind="subscription",
             value=4.5,
             occurred_at=when,
         )
         outcomes = run_together(
-            lambda posted=posted: record_conversion(loaded_engine, conversion=posted)
+            lambda posted=posted: record_conversion(
+                SqlFeedbackStore(loaded_engine), conversion=posted
+            )
         )
         errors = [o for o in outcomes if isinstance(o, Exception)]
         assert errors == []
@@ -73,9 +76,11 @@ def test_concurrent_duplicate_events_all_get_the_first_result(
     answer = contact_decision(client, "race-event")
     decision_id = uuid.UUID(answer["decision_id"])
     for round_ in range(ROUNDS):
-        event = DeliveryEventIn(kind="opened", event_id=f"race-event-{round_}")
+        event = EventReport(kind="opened", event_id=f"race-event-{round_}")
         outcomes = run_together(
-            lambda event=event: record_event(loaded_engine, decision_id=decision_id, event=event)
+            lambda event=event: record_event(
+                SqlFeedbackStore(loaded_engine), decision_id=decision_id, event=event
+            )
         )
         assert [o for o in outcomes if isinstance(o, Exception)] == []
         assert sum(not o.duplicate for o in outcomes) == 1

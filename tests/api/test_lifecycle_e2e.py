@@ -27,12 +27,14 @@ from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import ContactHistory
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.decisions import DecisionRequest
 from optimizer.errors import ConflictError
-from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
+from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.guardrails import monitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
 from optimizer.ports.decision_logs import LogFilters
@@ -102,23 +104,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     ]
     answers = [f.result() for f in futures]
     record_events(
-        engine, events=[(a.decision_id, DeliveryEventIn(kind="sent")) for a in answers if a.contact]
+        SqlFeedbackStore(engine),
+        events=[(a.decision_id, EventReport(kind="sent")) for a in answers if a.contact],
     )
     conversions = [
-        ConversionIn(
+        ConversionReport(
             conversion_id=f"c-{a.decision_id}",
             customer_id=a.customer_id,
-            type="stay",
+            kind="stay",
             occurred_at=(a.action.send_time.send_at if a.action else a.decided_at)
             + timedelta(hours=3),
         )
         for a in answers
         if a.reason.value != "holdout" and rng.random() < take_rate(a.action)
     ]
-    record_conversions(engine, conversions=conversions)
+    record_conversions(SqlFeedbackStore(engine), conversions=conversions)
     from optimizer.rewards import finalize_due
 
-    finalize_due(engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(engine), now=START + timedelta(days=40))
     services.close()
     return settings
 
@@ -234,9 +237,9 @@ def test_the_whole_lifecycle(world: Settings) -> None:
             decision_ids = list(session.exec(select(ContactHistory.decision_id).limit(30)).all())
         assert len(decision_ids) == 30
         record_events(
-            engine,
+            SqlFeedbackStore(engine),
             events=[
-                (d, DeliveryEventIn(kind="unsubscribed", event_id=f"forced-{i}"))
+                (d, EventReport(kind="unsubscribed", event_id=f"forced-{i}"))
                 for i, d in enumerate(decision_ids)
             ],
         )

@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from campaign_db.engine import session_scope
 from campaign_db.models import Consent, Conversion, Outbox, Reward
+from campaign_db.rewards import SqlRewardStore
 from optimizer.rewards import finalize_due
 from tests.api.test_decisions_api import add_customer, decide_until_contact, not_in_holdout
 
@@ -94,11 +95,11 @@ def test_pending_reward_is_never_final_early_and_late_conversions_are_counted(
     answer = contact_decision(client, "late")
     decision_id = answer["decision_id"]
     client.post(f"/v1/decisions/{decision_id}/events", json={"kind": "sent"})
-    report = finalize_due(loaded_engine, now=send_at(answer) + timedelta(days=6))
+    report = finalize_due(SqlRewardStore(loaded_engine), now=send_at(answer) + timedelta(days=6))
     assert report.total == 0
     assert reward_of(loaded_engine, decision_id).status == "pending"
 
-    finalize_due(loaded_engine, now=send_at(answer) + timedelta(days=8))
+    finalize_due(SqlRewardStore(loaded_engine), now=send_at(answer) + timedelta(days=8))
     reward = reward_of(loaded_engine, decision_id)
     assert (reward.status, reward.value) == ("final", 0.0)
     late = conversion(client, "c-late", answer["customer_id"], send_at(answer) + timedelta(days=3))
@@ -114,7 +115,7 @@ def test_converted_contact_earns_one_and_unsent_contact_is_void(
     client.post(f"/v1/decisions/{converted['decision_id']}/events", json={"kind": "delivered"})
     conversion(client, "c-good", converted["customer_id"], send_at(converted) + timedelta(days=1))
     never_sent = contact_decision(client, "unsent")
-    finalize_due(loaded_engine, now=DECIDED + timedelta(days=30))
+    finalize_due(SqlRewardStore(loaded_engine), now=DECIDED + timedelta(days=30))
     assert reward_of(loaded_engine, converted["decision_id"]).value == 1.0
     void = reward_of(loaded_engine, never_sent["decision_id"])
     assert (void.status, void.sequence) == ("void", None)
@@ -152,7 +153,7 @@ def test_direct_reward_replaces_attribution_and_is_range_checked(
     ok = client.post(f"/v1/decisions/{decision_id}/reward", json={"value": 1})
     assert ok.status_code == 200
     client.post(f"/v1/decisions/{decision_id}/events", json={"kind": "sent"})
-    finalize_due(loaded_engine, now=DECIDED + timedelta(days=30))
+    finalize_due(SqlRewardStore(loaded_engine), now=DECIDED + timedelta(days=30))
     assert reward_of(loaded_engine, decision_id).value == 1.0
     unknown = client.post(
         "/v1/decisions/01a20000-0000-7000-8000-000000000000/reward", json={"value": 1}

@@ -16,12 +16,14 @@ from sqlmodel import select
 from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import SqlCatalogReader
 from campaign_db.engine import session_scope
+from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import CustomerUpsert, LearnerCheckpoint
+from campaign_db.rewards import SqlRewardStore
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionRequest, DecisionService
-from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion, record_event
+from optimizer.feedback import ConversionReport, EventReport, record_conversion, record_event
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
 from optimizer.ports.learning import LearnableRewards
@@ -73,14 +75,18 @@ def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
             )
         )
         if answer.contact and answer.action is not None:
-            record_event(engine, decision_id=answer.decision_id, event=DeliveryEventIn(kind="sent"))
+            record_event(
+                SqlFeedbackStore(engine),
+                decision_id=answer.decision_id,
+                event=EventReport(kind="sent"),
+            )
             if rng.random() < 0.35:
                 record_conversion(
-                    engine,
-                    conversion=ConversionIn(
+                    SqlFeedbackStore(engine),
+                    conversion=ConversionReport(
                         conversion_id=f"conv{seed}-{i}",
                         customer_id=customer,
-                        type="stay",
+                        kind="stay",
                         value=10,
                         occurred_at=answer.action.send_time.send_at + timedelta(hours=5),
                     ),
@@ -97,9 +103,11 @@ def test_pending_rewards_are_never_learned(loaded_engine: Engine) -> None:
     make_decisions(loaded_engine, 12)
     learner = learner_for(loaded_engine)
     assert learner.step().learned == 0
-    finalize_due(loaded_engine, now=START + timedelta(days=3))  # windows (7 days) still open
+    finalize_due(
+        SqlRewardStore(loaded_engine), now=START + timedelta(days=3)
+    )  # windows (7 days) still open
     assert learner.step().learned == 0
-    report = finalize_due(loaded_engine, now=START + timedelta(days=40))
+    report = finalize_due(SqlRewardStore(loaded_engine), now=START + timedelta(days=40))
     assert report.final > 0
     step = learner.step()
     assert step.learned > 0
@@ -110,7 +118,7 @@ def test_learner_resumes_after_a_crash_without_learning_anything_twice(
     loaded_engine: Engine,
 ) -> None:
     make_decisions(loaded_engine, 30, seed=1)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(loaded_engine), now=START + timedelta(days=40))
 
     reference = learner_for(loaded_engine)
     reference.run_until_caught_up()
@@ -140,7 +148,7 @@ def test_learner_resumes_after_a_crash_without_learning_anything_twice(
 
 def test_checkpoint_publishes_new_weights_to_serving(loaded_engine: Engine) -> None:
     make_decisions(loaded_engine, 16, seed=2)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(loaded_engine), now=START + timedelta(days=40))
     pool = PolicyPool()
     learner = OnlineLearner(
         SqlLearningStore(loaded_engine),
@@ -158,7 +166,7 @@ def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
     loaded_engine: Engine,
 ) -> None:
     make_decisions(loaded_engine, 16, seed=3)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(loaded_engine), now=START + timedelta(days=40))
     catalog = CatalogCache(SqlCatalogReader(loaded_engine))
     leader_pool = PolicyPool()
     store = SqlLearningStore(loaded_engine)
@@ -187,7 +195,7 @@ def test_without_a_registry_other_processes_serve_the_checkpointed_weights(
 def learn_new_rewards(engine: Engine, learner: OnlineLearner, n: int, *, seed: int) -> None:
     """n more decisions whose rewards become final, learned."""
     make_decisions(engine, n, seed=seed)
-    finalize_due(engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(engine), now=START + timedelta(days=40))
     learner.run_until_caught_up()
 
 
@@ -347,7 +355,7 @@ def test_a_checkpoint_taken_during_a_learn_batch_saves_a_consistent_model(
 ) -> None:
     """The scheduler runs learning and checkpoints as separate jobs, in separate threads."""
     make_decisions(loaded_engine, 30, seed=11)
-    finalize_due(loaded_engine, now=START + timedelta(days=40))
+    finalize_due(SqlRewardStore(loaded_engine), now=START + timedelta(days=40))
     learner = learner_for(loaded_engine)
     learn = BanditPolicy.learn
     checkpoints: list[threading.Thread] = []

@@ -36,6 +36,7 @@ from sqlmodel import SQLModel
 from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.engine import session_scope
 from campaign_db.learning import SqlLearningStore
+from campaign_db.rewards import SqlRewardStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner
 from optimizer.memory.catalog import MemoryCatalog
@@ -122,7 +123,7 @@ def sql_world(engine: Engine, catalog: CatalogSpec) -> World:
 
     def add_final_rewards(n: int, seed: int) -> None:
         make_decisions(engine, n, seed=seed)
-        finalize_due(engine, now=START + timedelta(days=40))
+        finalize_due(SqlRewardStore(engine), now=START + timedelta(days=40))
 
     return World(SqlLearningStore(engine), SqlCatalogReader(engine), add_final_rewards)
 
