@@ -20,8 +20,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from campaign_db import queries
+from campaign_db.customers import set_consent
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog
+from campaign_db.privacy import erased_alias
+from optimizer.core.privacy import pseudonym
 from optimizer.core.values import DecisionReason, JsonFloat, NulFreeStr, Timestamp, new_id, utcnow
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 
@@ -188,7 +191,7 @@ def _revoke_consent(
     channel = decision.channel
     if not channel:
         return
-    queries.set_consent(
+    set_consent(
         session,
         customer_id=decision.customer_id,
         channel_key=channel,
@@ -248,7 +251,7 @@ def _record_conversion(
         session, customer_id=customer_id, occurred_at=conversion.occurred_at
     )
     if decision_id is None and salt is not None:
-        alias = queries.erased_alias(session, customer_id=customer_id, salt=salt)
+        alias = erased_alias(session, customer_id=customer_id, salt=salt)
         if alias is not None:
             customer_id = alias
             decision_id = queries.last_touch(
@@ -293,7 +296,7 @@ def _repeated_conversion(
     A repeat after the customer's erasure matches the row stored under the pseudonym."""
     customers = {conversion.customer_id}
     if salt is not None:
-        customers.add(queries.pseudonym(conversion.customer_id, salt))
+        customers.add(pseudonym(conversion.customer_id, salt))
     differs = [
         name
         for name, same in (
