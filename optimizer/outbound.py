@@ -23,7 +23,14 @@ from optimizer.core.values import ChannelKind, HealthClass, json_number, utcnow
 from optimizer.decisions import DecisionAnswer, DecisionRequest
 from optimizer.errors import NotFoundError
 from optimizer.feedback import DeliveryEventIn
-from optimizer.health import UsageIn, UsageIndexConfig, health_class, usage_index, worsening_trigger
+from optimizer.health import (
+    UsageIn,
+    UsageIndexConfig,
+    health_class,
+    observed_at,
+    usage_index,
+    worsening_trigger,
+)
 from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.outbox import (
     Emission,
@@ -133,7 +140,7 @@ def record_usage(
                 recency_days=row.usage.recency_days,
                 sessions_30d=row.usage.sessions_30d,
                 minutes_30d=row.usage.minutes_30d,
-                observed_at=row.usage.observed_at or now,
+                observed_at=observed_at(row.usage, now),
             )
         )
     try:
