@@ -625,6 +625,7 @@ def usage_import(
     settings = _settings(database_url)
     settings.scheduler_enabled = False
     from api.app import build_services
+    from campaign_db.outbox import SqlOutboxStore
     from optimizer import outbound
     from optimizer.errors import DomainError
 
@@ -632,7 +633,11 @@ def usage_import(
     services.start()  # decisions for worsening classes use the champions, not untrained policies
     try:
         results = outbound.record_usage(
-            services.engine, services.decisions, rows=rows, config=settings.usage_index, emit=emit
+            SqlOutboxStore(services.engine),
+            services.decisions,
+            rows=rows,
+            config=settings.usage_index,
+            emit=emit,
         )
     except DomainError as exc:
         raise fail(f"{path}: {exc.field}: {exc.message}; nothing was imported") from None

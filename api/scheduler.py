@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from api.observability import GUARDRAIL
-from campaign_db import queries
 from campaign_db.engine import LeaderLock, session_scope
+from campaign_db.outbox import SqlOutboxStore
+from campaign_db.privacy import purge_before
 from campaign_db.rewards import SqlRewardStore
 from optimizer.core.values import utcnow
 from optimizer.guardrails import monitor
@@ -122,7 +123,7 @@ class SchedulerRunner:
         self.learner.checkpoint()
 
     def emit(self) -> None:
-        emit_pending_triggers(self.services.engine, self.services.decisions)
+        emit_pending_triggers(SqlOutboxStore(self.services.engine), self.services.decisions)
 
     def guard(self) -> None:
         lifecycle = self.services.lifecycle()
@@ -149,7 +150,7 @@ class SchedulerRunner:
         settings = self.services.settings
         now = utcnow()
         with session_scope(self.services.engine, write=True) as session:
-            purged = queries.purge_before(
+            purged = purge_before(
                 session,
                 logs_before=now - timedelta(days=settings.retention_days),
                 audit_before=now - timedelta(days=settings.audit_retention_days),

@@ -21,8 +21,9 @@ from rich.table import Table
 
 from api.app import tune_garbage_collector
 from benchmarks.synthetic_catalog import synthetic_catalog
-from campaign_db import migrate, queries
+from campaign_db import migrate
 from campaign_db.catalog import SqlCatalogReader, load_catalog
+from campaign_db.customers import add_customers
 from campaign_db.engine import Checkpointer, create_engine_from_url, session_scope
 from optimizer.core.catalog import CatalogSpec
 from optimizer.decisions import DecisionRequest, DecisionService
@@ -49,7 +50,7 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
         with session_scope(engine, write=True) as session:
             load_catalog(session, catalog=catalog, source="bench", actor="bench")
             ids = [f"c{i}" for i in range(decisions + 200)]
-            queries.add_customers(
+            add_customers(
                 session,
                 customers=[
                     {

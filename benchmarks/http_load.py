@@ -40,8 +40,9 @@ from sqlmodel import col, select
 
 from api.auth import create_key
 from benchmarks.synthetic_catalog import synthetic_catalog
-from campaign_db import migrate, queries
+from campaign_db import migrate
 from campaign_db.catalog import load_catalog
+from campaign_db.customers import add_customers
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog
 from optimizer.core.catalog import CatalogSpec
@@ -60,7 +61,7 @@ def prepare_database(url: str, customers: int) -> None:
     for start in range(0, customers, batch):
         ids = [f"c{i}" for i in range(start, min(start + batch, customers))]
         with session_scope(engine, write=True) as session:
-            queries.add_customers(
+            add_customers(
                 session,
                 customers=[
                     {

@@ -31,8 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.synthetic_catalog import synthetic_catalog
-from campaign_db import learning, migrate, queries
+from campaign_db import learning, migrate
 from campaign_db.catalog import SqlCatalogReader, load_catalog
+from campaign_db.customers import add_customers
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.feedback import SqlFeedbackStore
@@ -66,7 +67,7 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
     for start in range(0, decisions, 20_000):
         chunk = ids[start : start + 20_000]
         with session_scope(engine, write=True) as session:
-            queries.add_customers(
+            add_customers(
                 session,
                 customers=[
                     {

@@ -13,9 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from campaign_db.audit import add_audit
+from campaign_db.customers import set_consent
 from campaign_db.engine import session_scope
 from campaign_db.models import ContactHistory, Conversion, DecisionLog, DeliveryEvent, Reward
-from campaign_db.queries import erased_alias, frame_versions, pseudonym, set_consent, table_of
+from campaign_db.privacy import erased_alias
+from campaign_db.queries import frame_versions, table_of
+from optimizer.core.privacy import pseudonym
 from optimizer.ports.feedback import (
     ConsentRevocation,
     ConversionStatus,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict, StringConstraints, field_validator
+from pydantic import ConfigDict
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,8 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from campaign_db.types import Float64Array, Int32Array, UTCDateTime
-from optimizer.core.catalog import check_language, check_time_zone, languages, time_zones
-from optimizer.core.values import CalendarDate, HealthClass, JsonFloat, new_id, refuse_nul, utcnow
+from optimizer.core.values import new_id, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -215,68 +214,6 @@ class CustomerBase(SQLModel):
     time_zone: str = Field(default="Europe/Berlin", max_length=64)
     language: str = Field(default="de", max_length=8)
     attributes: dict[str, Any] | None = _json_optional()
-
-
-class CustomerUpsert(CustomerBase):
-    """A profile as a CRM sends it: validated before it reaches the table. Unknown fields are
-    refused, so a misspelt field is an error rather than a silently kept default."""
-
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
-
-    # the schema lists what the validators accept
-    health_class: str = Field(
-        default="B", schema_extra={"json_schema_extra": {"enum": [c.value for c in HealthClass]}}
-    )
-    usage_index: JsonFloat = Field(default=0.5, ge=0.0, le=1.0)
-    customer_since: CalendarDate | None = None
-    time_zone: str = Field(
-        default="Europe/Berlin",
-        max_length=64,
-        schema_extra={"json_schema_extra": {"enum": sorted(time_zones())}},
-    )
-    language: str = Field(
-        default="de", max_length=8, schema_extra={"json_schema_extra": {"enum": languages()}}
-    )
-    attributes: (
-        dict[Annotated[str, StringConstraints(max_length=64)], str | int | float | bool | None]
-        | None
-    ) = Field(default=None, schema_extra={"json_schema_extra": {"maxProperties": 64}})
-
-    @field_validator("health_class")
-    @classmethod
-    def _health_class(cls, value: str) -> str:
-        return HealthClass(value).value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _time_zone(cls, value: str) -> str:
-        return check_time_zone(value)
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str) -> str:
-        return check_language(value)
-
-    @field_validator("attributes")
-    @classmethod
-    def _attributes(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if len(value) > 64:
-            raise ValueError("at most 64 attributes")
-        for key, item in value.items():
-            if len(key) > 64:
-                raise ValueError(f"attribute name {key[:20]!r}… is longer than 64 characters")
-            if not isinstance(item, str | int | float | bool) and item is not None:
-                raise ValueError(f"attribute {key!r} must be a string, number or boolean")
-        return refuse_nul(value)
-
-
-class CustomerPublic(CustomerBase):
-    id: str
-    created_at: datetime
-    updated_at: datetime
-    consents: dict[str, bool] = {}
 
 
 class Customer(CustomerBase, table=True):

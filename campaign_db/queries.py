@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, or_, text, update
+from sqlalchemy import Table, case, func
 from sqlmodel import Session, SQLModel, col, select
 
 from campaign_db.models import (
@@ -15,19 +15,12 @@ from campaign_db.models import (
     ApiKey,
     AuditLog,
     Channel,
-    Consent,
     ContactHistory,
     Conversion,
-    Customer,
-    CustomerBase,
     DecisionFrame,
     DecisionLog,
-    DeliveryEvent,
     FrameState,
-    HealthClassChange,
-    LearnerCheckpoint,
     Offer,
-    Outbox,
     Reward,
     SendTime,
     Text,
@@ -60,67 +53,6 @@ def catalog_overview(session: Session) -> CatalogOverview:
     return CatalogOverview(block_counts=counts, frames=list(frames), actions=actions)
 
 
-# --- customers and consents ------------------------------------------------------------------
-
-
-def get_customer(session: Session, *, customer_id: str) -> Customer | None:
-    return session.get(Customer, customer_id)
-
-
-def lock_customer(session: Session, *, customer_id: str) -> Customer | None:
-    """Read the customer and hold its row lock until the transaction ends.
-
-    On PostgreSQL this is `SELECT … FOR UPDATE`: decisions for one customer serialise, so two
-    concurrent requests cannot both see room under a contact cap. SQLite serialises all writers
-    already (`BEGIN IMMEDIATE`).
-    """
-    statement = select(Customer).where(Customer.id == customer_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    return session.exec(statement).first()
-
-
-def upsert_customer(
-    session: Session, *, customer_id: str, data: CustomerBase, now: datetime
-) -> tuple[Customer, bool]:
-    """Create or replace a customer profile; returns the row and whether it was created."""
-    customer = lock_customer(session, customer_id=customer_id)
-    created = customer is None
-    if customer is None:
-        customer = Customer(id=customer_id, created_at=now, updated_at=now, **data.model_dump())
-    else:
-        for key, value in data.model_dump().items():
-            setattr(customer, key, value)
-        customer.updated_at = now
-    session.add(customer)
-    session.flush()
-    return customer, created
-
-
-def consents_of(session: Session, *, customer_id: str) -> list[Consent]:
-    return list(session.exec(select(Consent).where(Consent.customer_id == customer_id)).all())
-
-
-def set_consent(
-    session: Session,
-    *,
-    customer_id: str,
-    channel_key: str,
-    granted: bool,
-    source: str,
-    at: datetime,
-) -> Consent:
-    consent = session.get(Consent, (customer_id, channel_key))
-    if consent is None:
-        consent = Consent(customer_id=customer_id, channel_key=channel_key, granted=granted)
-    consent.granted = granted
-    consent.source = source
-    consent.changed_at = at
-    session.add(consent)
-    session.flush()
-    return consent
-
-
 # --- contact history ------------------------------------------------------------------------
 
 COUNTED_CONTACT_STATUSES = ("reserved", "sent", "delivered")
@@ -131,10 +63,6 @@ def table_of(model: type[SQLModel]) -> Table:
     table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type __table__)
     assert isinstance(table, Table)
     return table
-
-
-_customer = table_of(Customer)
-_consent = table_of(Consent)
 
 
 # --- decisions, read back --------------------------------------------------------------------
@@ -149,41 +77,6 @@ def actions_by_id(session: Session, *, ids: list[int]) -> dict[int, Action]:
     return {row.id: row for row in rows if row.id is not None}
 
 
-def add_customers(
-    session: Session,
-    *,
-    customers: list[dict[str, Any]],
-    consents: list[tuple[str, str]],
-    now: datetime,
-) -> None:
-    """Insert many customers and granted consents at once (imports, simulations, benchmarks),
-    then refresh the planner's statistics on PostgreSQL."""
-    if customers:
-        rows = [{"created_at": now, "updated_at": now, "attributes": None, **c} for c in customers]
-        session.connection().execute(_customer.insert(), rows)
-    if consents:
-        session.connection().execute(
-            _consent.insert(),
-            [
-                {
-                    "customer_id": c,
-                    "channel_key": ch,
-                    "granted": True,
-                    "changed_at": now,
-                    "source": "import",
-                }
-                for c, ch in consents
-            ],
-        )
-    if session.get_bind().dialect.name == "postgresql":
-        # Until autovacuum reaches freshly filled tables the planner thinks them tiny and scans
-        # them whole: a decision batch's consent lookup over 160,000 rows took 33 ms, not µs.
-        # Every table, not just these two: with the customers analysed but the still-empty log
-        # tables not, the learner's queries slowed until it fell minutes behind. SQLite's
-        # planner favours indexes without statistics.
-        session.connection().execute(text("ANALYZE"))
-
-
 # --- decision and outcome tables, frame versions ---------------------------------------------
 
 _logs = table_of(DecisionLog)
@@ -195,179 +88,6 @@ _conversions = table_of(Conversion)
 def frame_versions(session: Session, *, keys: set[str]) -> dict[tuple[str, int], DecisionFrame]:
     rows = session.exec(select(DecisionFrame).where(col(DecisionFrame.key).in_(keys))).all()
     return {(row.key, row.version): row for row in rows}
-
-
-# --- usage, health classes and the outbox ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UsageUpdate:
-    customer_id: str
-    previous_class: str
-    usage_index: float
-    health_class: str
-    recency_days: float
-    sessions_30d: float
-    minutes_30d: float
-    observed_at: datetime
-    trigger_key: str | None
-
-
-def health_classes_of(session: Session, *, ids: list[str]) -> dict[str, str]:
-    """Current health class per known customer id."""
-    customers = table_of(Customer)
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
-        rows = session.connection().execute(
-            customers.select()
-            .with_only_columns(customers.c.id, customers.c.health_class)
-            .where(customers.c.id.in_(ids[start : start + 500]))
-        )
-        found.update({row[0]: row[1] for row in rows})
-    return found
-
-
-_UPDATE_USAGE = (
-    update(_customer)
-    .where(_customer.c.id == bindparam("customer"))
-    .values(
-        usage_index=bindparam("index"),
-        health_class=bindparam("class_"),
-        recency_days=bindparam("recency"),
-        sessions_30d=bindparam("sessions"),
-        minutes_30d=bindparam("minutes"),
-        usage_observed_at=bindparam("observed"),
-        updated_at=bindparam("observed"),
-    )
-)
-
-
-def update_usage(session: Session, *, updates: list[UsageUpdate]) -> None:
-    """Store usage observations and a class-change row for every customer whose class moved."""
-    if not updates:
-        return
-    connection = session.connection()
-    connection.execute(
-        _UPDATE_USAGE,
-        [
-            {
-                "customer": u.customer_id,
-                "index": u.usage_index,
-                "class_": u.health_class,
-                "recency": u.recency_days,
-                "sessions": u.sessions_30d,
-                "minutes": u.minutes_30d,
-                "observed": u.observed_at,
-            }
-            for u in updates
-        ],
-    )
-    changes = [
-        {
-            "customer_id": u.customer_id,
-            "previous": u.previous_class,
-            "health_class": u.health_class,
-            "usage_index": u.usage_index,
-            "changed_at": u.observed_at,
-            "trigger_key": u.trigger_key,
-            "decision_id": None,
-        }
-        for u in updates
-        if u.previous_class != u.health_class
-    ]
-    if changes:
-        connection.execute(table_of(HealthClassChange).insert(), changes)
-
-
-def pending_trigger_emissions(session: Session, *, limit: int) -> list[HealthClassChange]:
-    """Worsening class changes whose decision has not been made yet."""
-    return list(
-        session.exec(
-            select(HealthClassChange)
-            .where(col(HealthClassChange.trigger_key).is_not(None))
-            .where(col(HealthClassChange.decision_id).is_(None))
-            .order_by(col(HealthClassChange.id))
-            .limit(limit)
-        ).all()
-    )
-
-
-def mark_emitted(session: Session, *, emitted: list[tuple[int, uuid.UUID]]) -> None:
-    """Record the decision made for each (class change id, decision id)."""
-    changes = table_of(HealthClassChange)
-    if emitted:
-        session.execute(
-            update(changes)
-            .where(changes.c.id == bindparam("change_id"))
-            .values(decision_id=bindparam("made")),
-            [{"change_id": c, "made": d} for c, d in emitted],
-        )
-
-
-def add_to_outbox(
-    session: Session,
-    *,
-    decision_id: uuid.UUID,
-    customer_id: str,
-    channel_key: str,
-    send_at: datetime,
-    now: datetime,
-) -> bool:
-    """Queue a decision for its channel system; False if it is queued already."""
-    outbox = table_of(Outbox)
-    connection = session.connection()
-    seen = connection.execute(
-        outbox.select().with_only_columns(outbox.c.id).where(outbox.c.decision_id == decision_id)
-    ).first()
-    if seen is not None:
-        return False
-    connection.execute(
-        outbox.insert(),
-        {
-            "decision_id": decision_id,
-            "customer_id": customer_id,
-            "channel_key": channel_key,
-            "send_at": send_at,
-            "created_at": now,
-            "status": "pending",
-        },
-    )
-    return True
-
-
-def lease_outbox(
-    session: Session, *, channel_key: str, limit: int, now: datetime, lease_until: datetime
-) -> list[tuple[Outbox, DecisionLog]]:
-    """Pending items for a channel (and ones whose lease ran out), leased to the caller."""
-    statement = (
-        select(Outbox, DecisionLog)
-        .join(DecisionLog, col(DecisionLog.id) == col(Outbox.decision_id))
-        .where(
-            Outbox.channel_key == channel_key,
-            (col(Outbox.status) == "pending")
-            | ((col(Outbox.status) == "leased") & (col(Outbox.leased_until) < now)),
-        )
-        .order_by(col(Outbox.id))
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True, of=Outbox)
-    rows = list(session.exec(statement).all())
-    for item, _ in rows:
-        item.status = "leased"
-        item.leased_until = lease_until
-        session.add(item)
-    return [(item, log) for item, log in rows]
-
-
-def ack_outbox(session: Session, *, ids: list[int], now: datetime) -> list[Outbox]:
-    items = list(session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all())
-    for item in items:
-        if item.status != "acked":
-            item.status = "acked"
-            item.acked_at = now
-            session.add(item)
-    return items
 
 
 # --- API keys, frame state and the audit log -------------------------------------------------
@@ -553,161 +273,3 @@ def frame_window_spend(
         )
     ).one()
     return WindowSpend(decisions=int(row[0]), offer_cost=float(row[1]))
-
-
-# --- privacy: erasure and retention ----------------------------------------------------------
-
-
-def pseudonym(customer_id: str, salt: str) -> str:
-    """A stable replacement id: the statistical record stays linkable, the person does not."""
-    import hashlib
-
-    return "erased-" + hashlib.sha256(f"{salt}:{customer_id}".encode()).hexdigest()[:24]
-
-
-def erased_alias(session: Session, *, customer_id: str, salt: str) -> str | None:
-    """The pseudonym of a customer who was erased and has no profile again; None otherwise.
-    Feedback about such a customer is stored under the pseudonym, not under the erased id."""
-    if session.get(Customer, customer_id) is not None:
-        return None
-    alias = pseudonym(customer_id, salt)
-    audit = table_of(AuditLog)
-    erased = (
-        session.connection()
-        .execute(
-            audit.select()
-            .with_only_columns(audit.c.id)
-            .where(audit.c.action == "customer.erase", audit.c.subject == alias)
-            .limit(1)
-        )
-        .first()
-    )
-    return alias if erased is not None else None
-
-
-def erase_customer(
-    session: Session, *, customer_id: str, salt: str, actor: str, now: datetime
-) -> bool:
-    """Delete the profile, consents, contact history, usage and outbox entries, and replace the
-    customer id in decision logs, conversions and audit subjects by a pseudonym. False if
-    unknown. The customer's row lock keeps a concurrent decision from logging the raw id."""
-    customer = lock_customer(session, customer_id=customer_id)
-    if customer is None:
-        return False
-    alias = pseudonym(customer_id, salt)
-    connection = session.connection()
-    for table in (Consent, ContactHistory, HealthClassChange, Outbox):
-        t = table_of(table)
-        connection.execute(t.delete().where(t.c.customer_id == customer_id))
-    logged = connection.execute(
-        _logs.select()
-        .with_only_columns(_logs.c.id, _logs.c.response)
-        .where(_logs.c.customer_id == customer_id)
-    ).all()
-    for decision_id, response in logged:
-        answer = dict(response or {})
-        answer["customer_id"] = alias
-        connection.execute(
-            update(_logs)
-            .where(_logs.c.id == decision_id)
-            .values(customer_id=alias, response=answer)
-        )
-    connection.execute(
-        update(_conversions)
-        .where(_conversions.c.customer_id == customer_id)
-        .values(customer_id=alias)
-    )
-    audit = table_of(AuditLog)
-    subjects = connection.execute(
-        audit.select()
-        .with_only_columns(audit.c.id, audit.c.subject)
-        .where(
-            or_(
-                audit.c.subject == customer_id,
-                audit.c.subject.startswith(f"{customer_id}/", autoescape=True),
-            )
-        )
-    ).all()
-    for entry_id, subject in subjects:
-        connection.execute(
-            update(audit)
-            .where(audit.c.id == entry_id)
-            .values(subject=alias + subject[len(customer_id) :])
-        )
-    connection.execute(table_of(Customer).delete().where(table_of(Customer).c.id == customer_id))
-    session.add(
-        AuditLog(
-            at=now,
-            actor=actor,
-            action="customer.erase",
-            subject=alias,
-            details={"pseudonym": alias},
-        )
-    )
-    return True
-
-
-@dataclass(frozen=True)
-class Purged:
-    decisions: int
-    conversions: int
-    contacts: int
-    audit: int
-    health_changes: int = 0
-    checkpoints: int = 0
-
-
-def purge_before(
-    session: Session,
-    *,
-    logs_before: datetime,
-    audit_before: datetime,
-    keep_checkpoints: int = 20,
-) -> Purged:
-    """Delete decision logs (with their rewards, events and outbox rows), conversions,
-    contacts and health-class changes older than `logs_before`, audit entries older than
-    `audit_before`, and all but the newest `keep_checkpoints` learner checkpoints per policy."""
-    connection = session.connection()
-    old = _logs.select().with_only_columns(_logs.c.id).where(_logs.c.created_at < logs_before)
-    for table in (Reward, DeliveryEvent, Outbox):
-        t = table_of(table)
-        connection.execute(t.delete().where(t.c.decision_id.in_(old)))
-    decisions = connection.execute(_logs.delete().where(_logs.c.created_at < logs_before)).rowcount
-    conversions = connection.execute(
-        _conversions.delete().where(_conversions.c.occurred_at < logs_before)
-    ).rowcount
-    contacts = connection.execute(
-        _contacts.delete().where(_contacts.c.send_at < logs_before)
-    ).rowcount
-    audit = table_of(AuditLog)
-    audited = connection.execute(audit.delete().where(audit.c.at < audit_before)).rowcount
-    changes = table_of(HealthClassChange)
-    health_changes = connection.execute(
-        changes.delete().where(changes.c.changed_at < logs_before)
-    ).rowcount
-    checkpoints = table_of(LearnerCheckpoint)
-    pruned = 0
-    for (name,) in connection.execute(
-        checkpoints.select().with_only_columns(checkpoints.c.policy_name).distinct()
-    ).all():
-        newest = (
-            checkpoints.select()
-            .with_only_columns(checkpoints.c.id)
-            .where(checkpoints.c.policy_name == name)
-            .order_by(checkpoints.c.id.desc())
-            .limit(keep_checkpoints)
-        )
-        kept = [row[0] for row in connection.execute(newest).all()]
-        pruned += connection.execute(
-            checkpoints.delete().where(
-                checkpoints.c.policy_name == name, checkpoints.c.id.not_in(kept)
-            )
-        ).rowcount
-    return Purged(
-        int(decisions),
-        int(conversions),
-        int(contacts),
-        int(audited),
-        int(health_changes),
-        pruned,
-    )

@@ -11,21 +11,56 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, BeforeValidator, Field
-from sqlalchemy import Engine
 
-from campaign_db import queries
-from campaign_db.engine import session_scope
-from campaign_db.feedback import SqlFeedbackStore
-from optimizer.core.values import ChannelKind, json_number, utcnow
-from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.core.catalog import CatalogSnapshot
+from optimizer.core.values import ChannelKind, HealthClass, json_number, utcnow
+from optimizer.decisions import DecisionAnswer, DecisionRequest
 from optimizer.errors import NotFoundError
-from optimizer.feedback import EventReport, record_events
-from optimizer.health import UsageIn, UsageIndexConfig, health_class, usage_index, worsening_trigger
+from optimizer.feedback import EventReport
+from optimizer.health import (
+    UsageIn,
+    UsageIndexConfig,
+    health_class,
+    observed_at,
+    usage_index,
+    worsening_trigger,
+)
+from optimizer.ports.customers import UnknownCustomerError
+from optimizer.ports.outbox import (
+    Emission,
+    OutboxStore,
+    QueuedContact,
+    TriggerTable,
+    UsageObservation,
+)
+
+
+class Catalog(Protocol):
+    def current(self) -> tuple[CatalogSnapshot, object]: ...
+
+
+class TriggerDecisions(Protocol):
+    """What emission needs of the decision service: the catalog, and decisions on request."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+    def submit(self, request: DecisionRequest) -> Future[DecisionAnswer]: ...
+
+
+class SentRecorder(Protocol):
+    """Records delivery events (the feedback use case); an acknowledgement counts as sent."""
+
+    def __call__(self, events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> object: ...
 
 
 class UsageResult(BaseModel):
@@ -66,9 +101,20 @@ class OutboxAckResult(BaseModel):
     unknown: list[int]
 
 
+def trigger_table(snapshot: CatalogSnapshot) -> TriggerTable:
+    """The catalog's trigger for every worsening change of health class."""
+    classes = [c.value for c in HealthClass]
+    table = {
+        (before, after): worsening_trigger(snapshot, before, after)
+        for before in classes
+        for after in classes
+    }
+    return {change: trigger for change, trigger in table.items() if trigger is not None}
+
+
 def record_usage(
-    engine: Engine,
-    decisions: DecisionService,
+    store: OutboxStore,
+    decisions: TriggerDecisions,
     *,
     rows: Iterable[UsageRow],
     config: UsageIndexConfig,
@@ -80,101 +126,99 @@ def record_usage(
     Unknown customers are reported per row by the caller's validation; here they raise.
     """
     now = now or utcnow()
-    rows = list(rows)
     snapshot, _ = decisions.catalog.current()
-    results = []
-    updates = []
-    with session_scope(engine, write=True) as session:
-        previous = queries.health_classes_of(session, ids=[r.customer_id for r in rows])
-        for row in rows:
-            old = previous.get(row.customer_id)
-            if old is None:
-                raise NotFoundError("customer_id", f"unknown customer {row.customer_id!r}")
-            index = usage_index(row.usage, config)
-            new_class = health_class(index, config).value
-            trigger = worsening_trigger(snapshot, old, new_class)
-            updates.append(
-                queries.UsageUpdate(
-                    customer_id=row.customer_id,
-                    previous_class=old,
-                    usage_index=index,
-                    health_class=new_class,
-                    recency_days=row.usage.recency_days,
-                    sessions_30d=row.usage.sessions_30d,
-                    minutes_30d=row.usage.minutes_30d,
-                    observed_at=row.usage.observed_at or now,
-                    trigger_key=trigger,
-                )
+    observations = []
+    for row in rows:
+        index = usage_index(row.usage, config)
+        observations.append(
+            UsageObservation(
+                customer_id=row.customer_id,
+                usage_index=index,
+                health_class=health_class(index, config).value,
+                recency_days=row.usage.recency_days,
+                sessions_30d=row.usage.sessions_30d,
+                minutes_30d=row.usage.minutes_30d,
+                observed_at=observed_at(row.usage, now),
             )
-            previous[row.customer_id] = new_class
-            results.append(
-                UsageResult(
-                    customer_id=row.customer_id,
-                    usage_index=index,
-                    health_class=new_class,
-                    previous_class=old,
-                    trigger=trigger,
-                )
-            )
-        queries.update_usage(session, updates=updates)
+        )
+    try:
+        applied = store.apply_usage(observations, triggers=trigger_table(snapshot))
+    except UnknownCustomerError as exc:
+        raise NotFoundError("customer_id", f"unknown customer {exc.customer_id!r}") from None
+    results = [
+        UsageResult(
+            customer_id=a.customer_id,
+            usage_index=o.usage_index,
+            health_class=a.health_class,
+            previous_class=a.previous_class,
+            trigger=a.trigger,
+        )
+        for o, a in zip(observations, applied, strict=True)
+    ]
     if emit:
-        emitted = emit_pending_triggers(engine, decisions, now=now)
+        emitted = emit_pending_triggers(store, decisions, now=now)
         for result in results:
             result.decision_id = emitted.get(result.customer_id)
     return results
 
 
 def emit_pending_triggers(
-    engine: Engine, decisions: DecisionService, *, now: datetime | None = None, limit: int = 1000
+    store: OutboxStore,
+    decisions: TriggerDecisions,
+    *,
+    now: datetime | None = None,
+    limit: int = 1000,
 ) -> dict[str, uuid.UUID]:
     """Make the decision for every emitted-but-undecided class change; queue contacts."""
     now = now or utcnow()
     snapshot, _ = decisions.catalog.current()
     push = sorted(k for k, c in snapshot.channels.items() if c.kind is ChannelKind.push)
-    with session_scope(engine) as session:
-        pending = queries.pending_trigger_emissions(session, limit=limit)
     futures = [
         (
             change,
             decisions.submit(
                 DecisionRequest(
-                    request_id=f"health-{change.id}",
+                    request_id=f"health-{change.change_id}",
                     customer_id=change.customer_id,
-                    trigger=str(change.trigger_key),
+                    trigger=change.trigger,
                     channels=push,
                     now=max(change.changed_at, now),
                 )
             ),
         )
-        for change in pending
+        for change in store.pending_emissions(limit=limit)
     ]
     answers = [
         (change, future.result(timeout=decisions.timeout_seconds)) for change, future in futures
     ]
-    emitted: dict[str, uuid.UUID] = {}
-    if not answers:
-        return emitted
-    with session_scope(engine, write=True) as session:
-        for change, answer in answers:
-            if answer.contact and answer.action is not None:
-                queries.add_to_outbox(
-                    session,
-                    decision_id=answer.decision_id,
-                    customer_id=answer.customer_id,
-                    channel_key=answer.action.channel,
-                    send_at=answer.action.send_time.send_at,
-                    now=now,
-                )
-            emitted[change.customer_id] = answer.decision_id
-        queries.mark_emitted(
-            session,
-            emitted=[(c.id, a.decision_id) for c, a in answers if c.id is not None],
-        )
-    return emitted
+    store.record_emissions(
+        [
+            Emission(
+                change_id=change.change_id,
+                decision_id=answer.decision_id,
+                queued=_queued(answer),
+            )
+            for change, answer in answers
+        ],
+        now=now,
+    )
+    return {change.customer_id: answer.decision_id for change, answer in answers}
+
+
+def _queued(answer: DecisionAnswer) -> QueuedContact | None:
+    if not answer.contact or answer.action is None:
+        return None
+    return QueuedContact(
+        decision_id=answer.decision_id,
+        customer_id=answer.customer_id,
+        channel=answer.action.channel,
+        send_at=answer.action.send_time.send_at,
+        answer=answer.model_dump(mode="json"),
+    )
 
 
 def fetch_outbox(
-    engine: Engine,
+    store: OutboxStore,
     *,
     channel: str,
     limit: int,
@@ -184,42 +228,41 @@ def fetch_outbox(
     """Lease up to `limit` waiting decisions for a channel; unacknowledged ones come back after
     the lease runs out."""
     now = now or utcnow()
-    with session_scope(engine, write=True) as session:
-        rows = queries.lease_outbox(
-            session,
-            channel_key=channel,
-            limit=limit,
-            now=now,
-            lease_until=now + timedelta(seconds=lease_seconds),
+    leased = store.lease(
+        channel=channel, limit=limit, now=now, lease_until=now + timedelta(seconds=lease_seconds)
+    )
+    return [
+        OutboxItem(
+            outbox_id=item.outbox_id,
+            decision_id=item.decision_id,
+            customer_id=item.customer_id,
+            channel=item.channel,
+            send_at=item.send_at,
+            answer=DecisionAnswer.model_validate(item.answer),
         )
-        return [
-            OutboxItem(
-                outbox_id=item.id or 0,
-                decision_id=item.decision_id,
-                customer_id=item.customer_id,
-                channel=item.channel_key,
-                send_at=item.send_at,
-                answer=DecisionAnswer.model_validate(log.response),
-            )
-            for item, log in rows
-        ]
+        for item in leased
+    ]
 
 
-def ack_outbox(engine: Engine, *, ack: OutboxAck, now: datetime | None = None) -> OutboxAckResult:
+def ack_outbox(
+    store: OutboxStore,
+    *,
+    ack: OutboxAck,
+    record_sent: SentRecorder,
+    now: datetime | None = None,
+) -> OutboxAckResult:
     """Acknowledge items: the channel system has taken them, which counts as sent."""
     now = now or utcnow()
-    with session_scope(engine, write=True) as session:
-        items = queries.ack_outbox(session, ids=ack.ids, now=now)
-    record_events(
-        SqlFeedbackStore(engine),
-        events=[
+    items = store.ack(ids=ack.ids, now=now)
+    record_sent(
+        [
             (
                 item.decision_id,
-                EventReport(kind="sent", occurred_at=now, event_id=f"outbox-{item.id}"),
+                EventReport(kind="sent", occurred_at=now, event_id=f"outbox-{item.outbox_id}"),
             )
             for item in items
         ],
         now=now,
     )
-    acked = sorted(item.id for item in items if item.id is not None)
+    acked = sorted(item.outbox_id for item in items)
     return OutboxAckResult(acked=acked, unknown=sorted(set(ack.ids) - set(acked)))

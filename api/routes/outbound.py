@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from api.auth import DecideKey, FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.routes.customers import CustomerIdPath
+from campaign_db.feedback import SqlFeedbackStore
+from campaign_db.outbox import SqlOutboxStore
 from optimizer import outbound
 from optimizer.core.catalog import KEY_PATTERN
 from optimizer.errors import NotFoundError
+from optimizer.feedback import EventReport, record_events
 from optimizer.health import UsageIn
-from optimizer.outbound import OutboxAck, OutboxAckResult, OutboxItem, UsageResult, UsageRow
+from optimizer.outbound import (
+    OutboxAck,
+    OutboxAckResult,
+    OutboxItem,
+    SentRecorder,
+    UsageResult,
+    UsageRow,
+)
+from optimizer.ports.outbox import OutboxStore
 
 router = APIRouter(tags=["outbound"])
+
+
+def outbox_store(services: ServicesDep) -> OutboxStore:
+    return SqlOutboxStore(services.engine)
+
+
+def sent_recorder(services: ServicesDep) -> SentRecorder:
+    def record_sent(events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> None:
+        record_events(SqlFeedbackStore(services.engine), events=events, now=now)
+
+    return record_sent
+
+
+OutboxStoreDep = Annotated[OutboxStore, Depends(outbox_store)]
+SentRecorderDep = Annotated[SentRecorder, Depends(sent_recorder)]
 
 
 @router.post(
     "/v1/customers/{customer_id}/usage", response_model=UsageResult, responses=ERROR_RESPONSES
 )
 def post_usage(
-    _key: FeedbackKey, customer_id: CustomerIdPath, usage: UsageIn, services: ServicesDep
+    _key: FeedbackKey,
+    customer_id: CustomerIdPath,
+    usage: UsageIn,
+    store: OutboxStoreDep,
+    services: ServicesDep,
 ) -> UsageResult:
     """Record usage; a worsening health class emits its trigger into the outbox."""
     (result,) = outbound.record_usage(
-        services.engine,
+        store,
         services.decisions,
         rows=[UsageRow(customer_id=customer_id, usage=usage)],
         config=services.settings.usage_index,
@@ -39,6 +71,7 @@ def post_usage(
 def get_outbox(
     _key: DecideKey,
     services: ServicesDep,
+    store: OutboxStoreDep,
     channel: Annotated[str, Query(pattern=KEY_PATTERN, description="a push channel")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OutboxItem]:
@@ -46,10 +79,12 @@ def get_outbox(
     snapshot, _ = services.catalog.current()
     if channel not in snapshot.channels:
         raise NotFoundError("channel", f"unknown channel {channel!r}")
-    return outbound.fetch_outbox(services.engine, channel=channel, limit=limit)
+    return outbound.fetch_outbox(store, channel=channel, limit=limit)
 
 
 @router.post("/v1/outbox/ack", response_model=OutboxAckResult, responses=ERROR_RESPONSES)
-def ack_outbox(_key: DecideKey, ack: OutboxAck, services: ServicesDep) -> OutboxAckResult:
+def ack_outbox(
+    _key: DecideKey, ack: OutboxAck, store: OutboxStoreDep, record_sent: SentRecorderDep
+) -> OutboxAckResult:
     """Acknowledge leased items: the channel system has them, and they count as sent."""
-    return outbound.ack_outbox(services.engine, ack=ack)
+    return outbound.ack_outbox(store, ack=ack, record_sent=record_sent)

@@ -35,3 +35,13 @@ class MemoryAuditLog:
                 and (since is None or e.at >= since)
             ]
         return found[:limit]
+
+    def rename_subject(self, old: str, new: str) -> None:
+        """Move the entries about `old` (and `old/…`) to `new`, as an erasure does."""
+        with self._lock:
+            self._entries = [
+                replace(e, subject=new + e.subject[len(old) :])
+                if e.subject == old or e.subject.startswith(f"{old}/")
+                else e
+                for e in self._entries
+            ]

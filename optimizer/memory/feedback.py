@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from optimizer.core.privacy import pseudonym
 from optimizer.memory.audit import MemoryAuditLog
 from optimizer.ports.feedback import (
     ConsentRevocation,
@@ -77,11 +77,6 @@ class FeedbackLedger:
         for conversion_id, conversion in self.conversions.items():
             if conversion.customer_id == customer_id:
                 self.conversions[conversion_id] = replace(conversion, customer_id=alias)
-
-
-def pseudonym(customer_id: str, salt: str) -> str:
-    """The derivation the SQL store uses, so that both stores agree on an erased id."""
-    return "erased-" + hashlib.sha256(f"{salt}:{customer_id}".encode()).hexdigest()[:24]
 
 
 class MemoryFeedbackStore:

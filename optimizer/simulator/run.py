@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from campaign_db import queries
+from campaign_db.customers import add_customers
 from campaign_db.engine import session_scope
 from campaign_db.feedback import SqlFeedbackStore
+from campaign_db.outbox import SqlOutboxStore
 from campaign_db.rewards import SqlRewardStore
 from optimizer.core.values import ChannelKind
 from optimizer.decisions import DecisionRequest, DecisionService
@@ -111,6 +112,7 @@ class Simulation:
     ) -> None:
         self.engine = engine
         self.decisions = decisions
+        self.outbox = SqlOutboxStore(engine)
         self.learner = learner
         self.logs = logs
         self.config = config
@@ -146,7 +148,7 @@ class Simulation:
         for start in range(0, len(pop), batch):
             ids = range(start, min(start + batch, len(pop)))
             with session_scope(self.engine, write=True) as session:
-                queries.add_customers(
+                add_customers(
                     session,
                     customers=[
                         {
@@ -167,6 +169,9 @@ class Simulation:
                     ],
                     now=now,
                 )
+
+    def _record_sent(self, events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> None:
+        record_events(SqlFeedbackStore(self.engine), events=events, now=now)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -221,14 +226,17 @@ class Simulation:
         outbox_ids: list[uuid.UUID] = []
         if rows:
             for result in record_usage(
-                self.engine, self.decisions, rows=rows, config=self.usage_config, now=morning
+                self.outbox, self.decisions, rows=rows, config=self.usage_config, now=morning
             ):
                 if result.decision_id is not None:
                     outbox_ids.append(result.decision_id)
         for channel in self.push_channels:
-            while items := fetch_outbox(self.engine, channel=channel, limit=500, now=morning):
+            while items := fetch_outbox(self.outbox, channel=channel, limit=500, now=morning):
                 ack_outbox(
-                    self.engine, ack=OutboxAck(ids=[i.outbox_id for i in items]), now=morning
+                    self.outbox,
+                    ack=OutboxAck(ids=[i.outbox_id for i in items]),
+                    record_sent=self._record_sent,
+                    now=morning,
                 )
 
         # other triggers ask for decisions during the day

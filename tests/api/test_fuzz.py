@@ -249,7 +249,7 @@ def test_input_the_schema_refuses_is_refused_naming_the_field(
 
 def test_the_schema_lists_what_customer_and_policy_validation_accept() -> None:
     """Found by fuzzing: schema-valid profiles and policy version ids were refused with 422."""
-    from campaign_db.models import CustomerUpsert
+    from api.routes.customers import CustomerUpsert
     from optimizer.core.catalog import languages, time_zones
 
     schema = create_app(Settings(mlflow_tracking_uri="disabled")).openapi()

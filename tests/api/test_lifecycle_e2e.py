@@ -23,8 +23,9 @@ from sqlmodel import select
 from api.app import build_services, create_app
 from api.auth import create_key
 from api.settings import Settings
-from campaign_db import migrate, queries
+from campaign_db import migrate
 from campaign_db.catalog import load_catalog, read_catalog
+from campaign_db.customers import add_customers
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.feedback import SqlFeedbackStore
@@ -73,7 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     with session_scope(engine, write=True) as session:
         load_catalog(session, catalog=read_catalog(MINIMAL), source="minimal", actor="test")
         ids = [f"w{i}" for i in range(1600)]
-        queries.add_customers(
+        add_customers(
             session,
             customers=[
                 {

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from campaign_db import learning, queries
+from campaign_db import learning
 from campaign_db.engine import session_scope
 from campaign_db.models import AuditLog, Consent, ContactHistory, Conversion, Customer, DecisionLog
+from campaign_db.privacy import purge_before
 from tests.api.test_decisions_api import add_customer, decide_until_contact, not_in_holdout
 from tests.api.test_loop_api import conversion, send_at
 
@@ -110,7 +111,7 @@ def test_retention_purges_old_logs_only(client: TestClient, loaded_engine: Engin
     add_customer(client, recent)
     decide_until_contact(client, "new-req", recent)
     with session_scope(loaded_engine, write=True) as session:
-        purged = queries.purge_before(
+        purged = purge_before(
             session,
             logs_before=datetime(2026, 6, 1, tzinfo=UTC),
             audit_before=datetime(2000, 1, 1, tzinfo=UTC),
@@ -138,7 +139,7 @@ def test_retention_keeps_the_newest_learner_checkpoints(loaded_engine: Engine) -
                 )
             )
     with session_scope(loaded_engine, write=True) as session:
-        purged = queries.purge_before(
+        purged = purge_before(
             session,
             logs_before=datetime(2000, 1, 1, tzinfo=UTC),
             audit_before=datetime(2000, 1, 1, tzinfo=UTC),

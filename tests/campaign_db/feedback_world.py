@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from campaign_db import queries
+from campaign_db.customers import erase_customer
 from campaign_db.engine import session_scope
 from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.models import (
@@ -147,7 +147,7 @@ class SqlWorld:
 
     def erase_customer(self, *, customer_id: str, salt: str) -> None:
         with session_scope(self.engine, write=True) as session:
-            queries.erase_customer(
+            erase_customer(
                 session, customer_id=customer_id, salt=salt, actor="test", now=datetime.now(UTC)
             )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from campaign_db import queries
+from campaign_db.customers import add_customers
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.hotpath import DecisionStore
 from tests.conftest import engine_url
@@ -36,7 +36,7 @@ def _second_writer(url: str, started: Any, out: Any) -> None:
 
 def test_a_second_process_waits_for_the_first_contact_and_then_sees_it(engine: Engine) -> None:
     with session_scope(engine, write=True) as session:
-        queries.add_customers(
+        add_customers(
             session,
             customers=[
                 {"id": "x", "health_class": "D", "usage_index": 0.1, "time_zone": "UTC"},

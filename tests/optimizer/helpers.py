@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from campaign_db.catalog import SqlCatalogReader
-from campaign_db.models import CustomerUpsert
+from campaign_db.customers import SqlCustomerStore
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.ports.customers import Profile
 from optimizer.serving import CatalogCache, PolicyPool
 
 CHANNELS = ["email", "sms", "app_push"]
@@ -28,15 +29,13 @@ def add_consenting_customers(
     """New customers of one health class, with consent on `channels` since `consent_since`."""
     for customer_id in ids:
         customers.upsert_customer(
-            engine,
+            SqlCustomerStore(engine),
             customer_id=customer_id,
-            data=CustomerUpsert(
-                health_class=health_class, language=language, time_zone="Europe/Berlin"
-            ),
+            data=Profile(health_class=health_class, language=language, time_zone="Europe/Berlin"),
         )
         for channel in channels:
             customers.set_consent(
-                engine,
+                SqlCustomerStore(engine),
                 customer_id=customer_id,
                 channel=channel,
                 update=ConsentUpdate(granted=True, changed_at=consent_since),

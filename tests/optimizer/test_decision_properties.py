@@ -12,14 +12,16 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from campaign_db.catalog import SqlCatalogReader, load_catalog, read_snapshot
+from campaign_db.customers import SqlCustomerStore
 from campaign_db.engine import session_scope
-from campaign_db.models import ContactHistory, CustomerUpsert, DecisionLog
+from campaign_db.models import ContactHistory, DecisionLog
 from optimizer import customers
 from optimizer.core.catalog import CatalogSpec
 from optimizer.core.values import ChannelKind
 from optimizer.customers import ConsentUpdate
 from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.eligibility import is_quiet
+from optimizer.ports.customers import Profile
 from optimizer.serving import CatalogCache, PolicyPool
 
 CHANNELS = ["email", "sms", "app_push", "letter", "app_inbox", "web_portal"]
@@ -78,13 +80,13 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
     consent_at_decision: dict[str, dict[str, bool]] = {}
     for i, customer_id in enumerate(ids):
         customers.upsert_customer(
-            engine,
+            SqlCustomerStore(engine),
             customer_id=customer_id,
-            data=CustomerUpsert(health_class=health[i], language="de", time_zone="Europe/Berlin"),
+            data=Profile(health_class=health[i], language="de", time_zone="Europe/Berlin"),
         )
         for channel in CHANNELS:
             customers.set_consent(
-                engine,
+                SqlCustomerStore(engine),
                 customer_id=customer_id,
                 channel=channel,
                 update=ConsentUpdate(granted=True, changed_at=START - timedelta(days=1)),
@@ -100,7 +102,7 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
         if change is not None:
             channel, granted = change
             customers.set_consent(
-                engine,
+                SqlCustomerStore(engine),
                 customer_id=customer_id,
                 channel=channel,
                 update=ConsentUpdate(granted=granted, changed_at=now),

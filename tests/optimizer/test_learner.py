@@ -15,10 +15,11 @@ from sqlmodel import select
 
 from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import SqlCatalogReader
+from campaign_db.customers import SqlCustomerStore
 from campaign_db.engine import session_scope
 from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
-from campaign_db.models import CustomerUpsert, LearnerCheckpoint
+from campaign_db.models import LearnerCheckpoint
 from campaign_db.rewards import SqlRewardStore
 from optimizer import customers
 from optimizer.customers import ConsentUpdate
@@ -26,6 +27,7 @@ from optimizer.decisions import DecisionRequest, DecisionService
 from optimizer.feedback import ConversionReport, EventReport, record_conversion, record_event
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
+from optimizer.ports.customers import Profile
 from optimizer.ports.learning import LearnableRewards
 from optimizer.publishing import (
     ApprovedSource,
@@ -57,13 +59,16 @@ def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
     for i in range(n):
         customer = f"l{seed}-{i}"
         customers.upsert_customer(
-            engine,
+            SqlCustomerStore(engine),
             customer_id=customer,
-            data=CustomerUpsert(health_class="CD"[i % 2], language="en", time_zone="Europe/Berlin"),
+            data=Profile(health_class="CD"[i % 2], language="en", time_zone="Europe/Berlin"),
         )
         for channel in CHANNELS:
             customers.set_consent(
-                engine, customer_id=customer, channel=channel, update=ConsentUpdate(granted=True)
+                SqlCustomerStore(engine),
+                customer_id=customer,
+                channel=channel,
+                update=ConsentUpdate(granted=True),
             )
         answer = service.decide(
             DecisionRequest(

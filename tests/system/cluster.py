@@ -22,8 +22,9 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 from api.auth import create_key
-from campaign_db import migrate, queries
+from campaign_db import migrate
 from campaign_db.catalog import load_catalog
+from campaign_db.customers import add_customers
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import DecisionLog, Reward
 from optimizer.core.catalog import CatalogSpec
@@ -63,7 +64,7 @@ def prepare_database(
     ids = list(customers)
     with session_scope(engine, write=True) as session:
         load_catalog(session, catalog=catalog, source="test", actor="test")
-        queries.add_customers(
+        add_customers(
             session,
             customers=[
                 {
