@@ -24,6 +24,7 @@ from api.settings import Settings
 from campaign_db import migrate
 from campaign_db.catalog import SqlCatalogReader
 from campaign_db.engine import Checkpointer, create_engine_from_url
+from campaign_db.keys import SqlKeyStore
 from campaign_db.learning import SqlLearningStore
 from offline_eval.gate import GateConfig
 from optimizer.decisions import DecisionService
@@ -219,7 +220,7 @@ def build_services(settings: Settings, *, source: ModelSource | None = None) -> 
         decisions=DecisionService(engine, catalog=catalog, policies=policies),
         checkpointer=Checkpointer(engine).start(),
         reloader=PolicyReloader(policies, interval=settings.policy_reload_seconds),
-        keys=KeyVerifier(engine),
+        keys=KeyVerifier(SqlKeyStore(engine)),
         source=source,
     )
 

@@ -22,9 +22,9 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from campaign_db import queries
-from campaign_db.engine import session_scope
+from campaign_db.keys import SqlKeyStore
 from optimizer.core.values import utcnow
+from optimizer.ports.keys import KeyStore, NewApiKey
 
 SCOPES = ("decide", "simulate", "feedback", "read_logs", "approve", "admin")
 KEY_PREFIX = "co_"
@@ -46,31 +46,35 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(engine: Engine, *, name: str, scopes: list[str], actor: str) -> tuple[int, str]:
+def issue_key(keys: KeyStore, *, name: str, scopes: list[str], actor: str) -> tuple[int, str]:
     """A new key: returns its id and the key itself, which is not stored and not shown again."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"scopes: unknown {unknown} (choose from {', '.join(SCOPES)})")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with session_scope(engine, write=True) as session:
-        row = queries.add_api_key(
-            session,
+    stored = keys.add(
+        NewApiKey(
             name=name,
             prefix=key[:10],
             key_hash=hash_key(key),
-            scopes=sorted(set(scopes)),
+            scopes=tuple(sorted(set(scopes))),
             actor=actor,
-            now=utcnow(),
+            at=utcnow(),
         )
-        assert row.id is not None
-        return row.id, key
+    )
+    return stored.id, key
+
+
+def create_key(engine: Engine, *, name: str, scopes: list[str], actor: str) -> tuple[int, str]:
+    """`issue_key` on the database behind `engine` (the CLI's and the tests' way in)."""
+    return issue_key(SqlKeyStore(engine), name=name, scopes=scopes, actor=actor)
 
 
 class KeyVerifier:
     """Looks keys up by hash, caching answers (found or not) for `ttl` seconds."""
 
-    def __init__(self, engine: Engine, *, ttl: float = 5.0) -> None:
-        self.engine = engine
+    def __init__(self, keys: KeyStore, *, ttl: float = 5.0) -> None:
+        self.keys = keys
         self.ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
@@ -81,11 +85,10 @@ class KeyVerifier:
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
-        with session_scope(self.engine) as session:
-            row = queries.api_key_by_hash(session, key_hash=digest)
+        stored = self.keys.by_hash(digest)
         principal = (
-            Principal(name=row.name, scopes=frozenset(row.scopes))
-            if row is not None and row.revoked_at is None
+            Principal(name=stored.name, scopes=frozenset(stored.scopes))
+            if stored is not None and stored.revoked_at is None
             else None
         )
         with self._lock:

@@ -502,14 +502,13 @@ def frame_approve(
     database_url: DatabaseOption = None,
 ) -> None:
     """Approve a draft frame version (run by someone with the approver's permission)."""
-    from campaign_db.catalog import approve_frame
-    from campaign_db.engine import create_engine_from_url, session_scope
+    from campaign_db.engine import create_engine_from_url
+    from campaign_db.governance import SqlGovernanceStore
     from optimizer.core.values import utcnow
 
-    engine = create_engine_from_url(_settings(database_url).database_url)
+    frames = SqlGovernanceStore(create_engine_from_url(_settings(database_url).database_url))
     try:
-        with session_scope(engine, write=True) as session:
-            approve_frame(session, key=key, version=version, approver=actor, now=utcnow())
+        frames.approve(key=key, version=version, approver=actor, now=utcnow())
     except (LookupError, ValueError) as exc:
         raise fail(str(exc).strip("'\"")) from None
     console.print(f"frame {key} v{version} approved by {actor} and active")
@@ -523,11 +522,15 @@ def frame_resume(
     database_url: DatabaseOption = None,
 ) -> None:
     """Leave safe mode after a kill switch."""
+    from campaign_db.audit import SqlAuditLog
     from campaign_db.engine import create_engine_from_url
-    from optimizer.guardrails import resume
+    from campaign_db.governance import SqlGovernanceStore
+    from optimizer.guardrails import GuardrailMonitor
 
     engine = create_engine_from_url(_settings(database_url).database_url)
-    resume(engine, key, actor=actor, reason=reason)
+    GuardrailMonitor(SqlGovernanceStore(engine), SqlAuditLog(engine)).resume(
+        key, actor=actor, reason=reason
+    )
     console.print(f"frame {key} back in normal mode")
 
 
@@ -565,23 +568,22 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DatabaseOption = None) -> None:
     """List keys (never the keys themselves)."""
-    from campaign_db import queries
-    from campaign_db.engine import create_engine_from_url, session_scope
+    from campaign_db.engine import create_engine_from_url
+    from campaign_db.keys import SqlKeyStore
     from campaign_db.migrate import upgrade
 
     engine = create_engine_from_url(_settings(database_url).database_url)
     upgrade(engine)
     table = Table("id", "name", "prefix", "scopes", "created", "revoked")
-    with session_scope(engine) as session:
-        for key in queries.api_keys(session):
-            table.add_row(
-                str(key.id),
-                key.name,
-                key.prefix + "…",
-                ", ".join(key.scopes),
-                key.created_at.strftime("%Y-%m-%d %H:%M"),
-                key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
-            )
+    for key in SqlKeyStore(engine).all():
+        table.add_row(
+            str(key.id),
+            key.name,
+            key.prefix + "…",
+            ", ".join(key.scopes),
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+        )
     console.print(table)
 
 
@@ -592,13 +594,12 @@ def keys_revoke(
     database_url: DatabaseOption = None,
 ) -> None:
     """Revoke a key; replicas stop accepting it within seconds."""
-    from campaign_db import queries
-    from campaign_db.engine import create_engine_from_url, session_scope
+    from campaign_db.engine import create_engine_from_url
+    from campaign_db.keys import SqlKeyStore
     from optimizer.core.values import utcnow
 
-    engine = create_engine_from_url(_settings(database_url).database_url)
-    with session_scope(engine, write=True) as session:
-        key = queries.revoke_api_key(session, key_id=key_id, actor=actor, now=utcnow())
+    keys = SqlKeyStore(create_engine_from_url(_settings(database_url).database_url))
+    key = keys.revoke(key_id, actor=actor, at=utcnow())
     if key is None:
         raise fail(f"key_id: no key {key_id}")
     console.print(f"key {key_id} ({key.name}) revoked")

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from api.observability import GUARDRAIL
+from campaign_db.audit import SqlAuditLog
 from campaign_db.engine import LeaderLock, session_scope
+from campaign_db.governance import SqlGovernanceStore
 from campaign_db.outbox import SqlOutboxStore
 from campaign_db.privacy import purge_before
 from campaign_db.rewards import SqlRewardStore
 from optimizer.core.values import utcnow
-from optimizer.guardrails import monitor
+from optimizer.guardrails import GuardrailMonitor
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import emit_pending_triggers
 from optimizer.rewards import finalize_due
@@ -128,8 +130,9 @@ class SchedulerRunner:
     def guard(self) -> None:
         lifecycle = self.services.lifecycle()
         snapshot, _ = self.services.catalog.current()
-        results = monitor(
-            self.services.engine,
+        engine = self.services.engine
+        guardrails = GuardrailMonitor(SqlGovernanceStore(engine), SqlAuditLog(engine))
+        results = guardrails.monitor(
             list(snapshot.frames),
             rollback=lifecycle.rollback if lifecycle is not None else None,
             window=timedelta(days=self.services.settings.guardrail_window_days),

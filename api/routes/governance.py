@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import ApproveKey, ReadKey
+from api.auth import ApproveKey, Principal, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from campaign_db import queries
-from campaign_db.catalog import approve_frame
-from campaign_db.engine import session_scope
+from campaign_db.audit import SqlAuditLog
+from campaign_db.governance import SqlGovernanceStore
 from campaign_db.learning import SqlLearningStore
-from optimizer import guardrails
 from optimizer.core.catalog import KEY_PATTERN
 from optimizer.core.values import NulFreeStr, Timestamp, utcnow
 from optimizer.errors import ConflictError, NotFoundError
-from optimizer.lifecycle import parse_version_id
+from optimizer.guardrails import NORMAL, GuardrailMonitor
+from optimizer.lifecycle import PolicyLifecycle, parse_version_id
+from optimizer.ports.audit import AuditLog
+from optimizer.ports.governance import GovernanceStore
 from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["governance"])
@@ -31,6 +33,26 @@ VersionId = Annotated[
         description="`<policy>:<version>`, e.g. churn_prevention:3",
     ),
 ]
+
+
+def governance_store(services: ServicesDep) -> GovernanceStore:
+    """The frames' store over the service's database; routes never open a session."""
+    return SqlGovernanceStore(services.engine)
+
+
+def audit_log(services: ServicesDep) -> AuditLog:
+    return SqlAuditLog(services.engine)
+
+
+GovernanceDep = Annotated[GovernanceStore, Depends(governance_store)]
+AuditDep = Annotated[AuditLog, Depends(audit_log)]
+
+
+def guardrail_monitor(frames: GovernanceDep, audit: AuditDep) -> GuardrailMonitor:
+    return GuardrailMonitor(frames, audit)
+
+
+GuardrailsDep = Annotated[GuardrailMonitor, Depends(guardrail_monitor)]
 
 
 class Reason(BaseModel):
@@ -48,6 +70,8 @@ class RollbackRequest(BaseModel):
 
 
 class FrameVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     version: int
     status: str
     approved_by: str | None
@@ -89,6 +113,8 @@ class FrameStatusOut(BaseModel):
 
 
 class PolicyActionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     policy: str
     version: str
     replaced: str | None
@@ -96,6 +122,8 @@ class PolicyActionOut(BaseModel):
 
 
 class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     at: datetime
     actor: str
@@ -105,56 +133,49 @@ class AuditOut(BaseModel):
 
 
 @router.get("/v1/frames", response_model=list[FrameOut], responses=ERROR_RESPONSES)
-def list_frames(_key: ReadKey, services: ServicesDep) -> list[FrameOut]:
+def list_frames(_key: ReadKey, frames: GovernanceDep) -> list[FrameOut]:
     """Every frame with its versions and lifecycle status."""
-    with session_scope(services.engine) as session:
-        states = queries.frame_states(session)
-        overview = queries.catalog_overview(session)
-    frames: dict[str, FrameOut] = {}
-    for row in overview.frames:
-        out = frames.setdefault(
-            row.key,
+    states = frames.states()
+    out: dict[str, FrameOut] = {}
+    for info in frames.versions():
+        frame = out.setdefault(
+            info.key,
             FrameOut(
-                key=row.key,
-                name=row.name,
-                mode=states[row.key].mode if row.key in states else "normal",
+                key=info.key,
+                name=info.name,
+                mode=states[info.key].mode if info.key in states else NORMAL,
                 versions=[],
             ),
         )
-        out.name = row.name
-        out.versions.append(
-            FrameVersionOut(
-                version=row.version,
-                status=row.status,
-                approved_by=row.approved_by,
-                approved_at=row.approved_at,
-                created_at=row.created_at,
-            )
-        )
-    return list(frames.values())
+        frame.name = info.name
+        frame.versions.append(FrameVersionOut.model_validate(info))
+    return list(out.values())
 
 
 @router.get("/v1/frames/{key}/status", response_model=FrameStatusOut, responses=ERROR_RESPONSES)
-def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameStatusOut:
+def frame_status(
+    _key: ReadKey,
+    key: FrameKey,
+    services: ServicesDep,
+    frames: GovernanceDep,
+    guardrails: GuardrailsDep,
+) -> FrameStatusOut:
     """Mode (normal, or safe after a kill switch), live guardrail metrics, offer cost per
     decision against the frame's limit, and the champion."""
     services.catalog.refresh()
     snapshot, _ = services.catalog.current()
-    with session_scope(services.engine) as session:
-        versions = queries.frame_versions_of(session, key=key)
-        state = queries.frame_states(session).get(key)
-    if not versions:
+    if not frames.versions(key=key):
         raise NotFoundError("key", f"no frame {key!r}")
+    state = frames.states().get(key)
     frame = next((f for f in snapshot.frames if f.key == key), None)
     health = None
     spend = None
     if frame is not None:
-        measured = guardrails.frame_health(
-            services.engine,
+        measured = guardrails.health(
             frame,
             now=utcnow(),
             window=timedelta(days=services.settings.guardrail_window_days),
-            mode=state.mode if state else "normal",
+            mode=state.mode if state else NORMAL,
         )
         health = measured.to_dict()
         spend = SpendOut(
@@ -172,7 +193,7 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
     return FrameStatusOut(
         key=key,
         active_version=frame.version if frame else None,
-        mode=state.mode if state else "normal",
+        mode=state.mode if state else NORMAL,
         mode_reason=state.reason if state else "",
         mode_since=state.changed_at if state else None,
         health=health,
@@ -188,46 +209,60 @@ def frame_status(_key: ReadKey, key: FrameKey, services: ServicesDep) -> FrameSt
     responses=ERROR_RESPONSES,
 )
 def approve_frame_version(
-    principal: ApproveKey, key: FrameKey, version: int, body: Reason, services: ServicesDep
+    principal: ApproveKey,
+    key: FrameKey,
+    version: int,
+    body: Reason,
+    services: ServicesDep,
+    frames: GovernanceDep,
 ) -> FrameVersionOut:
     """Approve a draft frame version: it becomes active, the version it replaces retires."""
     try:
-        with session_scope(services.engine, write=True) as session:
-            frame = approve_frame(
-                session, key=key, version=version, approver=principal.name, now=utcnow()
-            )
+        approved = frames.approve(key=key, version=version, approver=principal.name, now=utcnow())
     except LookupError as exc:
         raise NotFoundError("version", str(exc)) from None
     except ValueError as exc:
         raise ConflictError("version", str(exc)) from None
     services.catalog.refresh(force=True)
-    return FrameVersionOut(
-        version=frame.version,
-        status=frame.status,
-        approved_by=frame.approved_by,
-        approved_at=frame.approved_at,
-        created_at=frame.created_at,
-    )
+    return FrameVersionOut.model_validate(approved)
 
 
 @router.post("/v1/frames/{key}/resume", response_model=FrameStatusOut, responses=ERROR_RESPONSES)
 def resume_frame(
-    principal: ApproveKey, key: FrameKey, body: Reason, services: ServicesDep
+    principal: ApproveKey,
+    key: FrameKey,
+    body: Reason,
+    services: ServicesDep,
+    frames: GovernanceDep,
+    guardrails: GuardrailsDep,
 ) -> FrameStatusOut:
     """Leave safe mode after a kill switch (the cause should be understood first)."""
-    with session_scope(services.engine) as session:
-        if not queries.frame_versions_of(session, key=key):
-            raise NotFoundError("key", f"no frame {key!r}")
-    guardrails.resume(services.engine, key, actor=principal.name, reason=body.reason)
+    if not frames.versions(key=key):
+        raise NotFoundError("key", f"no frame {key!r}")
+    guardrails.resume(key, actor=principal.name, reason=body.reason)
     services.catalog.refresh(force=True)
-    return frame_status(principal, key, services)
+    return frame_status(principal, key, services, frames, guardrails)
 
 
-def _lifecycle(services: Any) -> Any:
+def _lifecycle(services: ServicesDep) -> PolicyLifecycle:
     lifecycle = services.lifecycle()
     if lifecycle is None:
         raise ConflictError("registry", "the model registry is disabled on this server")
     return lifecycle
+
+
+def _judge_policy(
+    verdict: Literal["approve", "reject"],
+    principal: Principal,
+    version_id: str,
+    body: Reason,
+    services: ServicesDep,
+) -> PolicyActionOut:
+    name, version = parse_version_id(version_id)
+    lifecycle = _lifecycle(services)
+    judge = lifecycle.approve if verdict == "approve" else lifecycle.reject
+    result = judge(name, version, actor=principal.name, reason=body.reason)
+    return PolicyActionOut.model_validate(result)
 
 
 @router.post(
@@ -237,9 +272,7 @@ def approve_policy(
     principal: ApproveKey, version_id: VersionId, body: Reason, services: ServicesDep
 ) -> PolicyActionOut:
     """Approve a candidate that leaves its frame (`<policy>:<version>`); it becomes champion."""
-    name, version = parse_version_id(version_id)
-    result = _lifecycle(services).approve(name, version, actor=principal.name, reason=body.reason)
-    return PolicyActionOut(**result.__dict__)
+    return _judge_policy("approve", principal, version_id, body, services)
 
 
 @router.post(
@@ -248,9 +281,7 @@ def approve_policy(
 def reject_policy(
     principal: ApproveKey, version_id: VersionId, body: Reason, services: ServicesDep
 ) -> PolicyActionOut:
-    name, version = parse_version_id(version_id)
-    result = _lifecycle(services).reject(name, version, actor=principal.name, reason=body.reason)
-    return PolicyActionOut(**result.__dict__)
+    return _judge_policy("reject", principal, version_id, body, services)
 
 
 @router.post("/v1/policies/rollback", response_model=PolicyActionOut, responses=ERROR_RESPONSES)
@@ -261,13 +292,13 @@ def rollback_policy(
     result = _lifecycle(services).rollback(
         body.policy, actor=principal.name, reason=body.reason, to_version=body.to_version
     )
-    return PolicyActionOut(**result.__dict__)
+    return PolicyActionOut.model_validate(result)
 
 
 @router.get("/v1/audit", response_model=list[AuditOut], responses=ERROR_RESPONSES)
 def read_audit(
     _key: ReadKey,
-    services: ServicesDep,
+    audit: AuditDep,
     action: Annotated[
         NulFreeStr | None, Query(max_length=64, description="prefix, e.g. policy.")
     ] = None,
@@ -276,18 +307,5 @@ def read_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Who did what, when and why, newest first."""
-    with session_scope(services.engine) as session:
-        rows = queries.audit_entries(
-            session, action=action, subject=subject, since=since, limit=limit
-        )
-    return [
-        AuditOut(
-            id=row.id or 0,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            details=row.details,
-        )
-        for row in rows
-    ]
+    entries = audit.entries(action=action, subject=subject, since=since, limit=limit)
+    return [AuditOut.model_validate(replace(e, id=e.id or 0)) for e in entries]

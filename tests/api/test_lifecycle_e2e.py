@@ -24,11 +24,13 @@ from api.app import build_services, create_app
 from api.auth import create_key
 from api.settings import Settings
 from campaign_db import migrate
+from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.customers import add_customers
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.feedback import SqlFeedbackStore
+from campaign_db.governance import SqlGovernanceStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import ContactHistory
 from campaign_db.rewards import SqlRewardStore
@@ -36,7 +38,7 @@ from optimizer.core.policy_spec import PolicySpec
 from optimizer.decisions import DecisionRequest
 from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
-from optimizer.guardrails import monitor
+from optimizer.guardrails import GuardrailMonitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
 from optimizer.ports.decision_logs import LogFilters
 from optimizer.publishing import make_serving
@@ -245,8 +247,8 @@ def test_the_whole_lifecycle(world: Settings) -> None:
             ],
         )
         snapshot, _ = services.catalog.current()
-        (health,) = monitor(
-            engine,
+        guardrails = GuardrailMonitor(SqlGovernanceStore(engine), SqlAuditLog(engine))
+        (health,) = guardrails.monitor(
             list(snapshot.frames),
             rollback=lifecycle.rollback,
             now=START + timedelta(days=2),

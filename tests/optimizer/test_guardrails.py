@@ -11,14 +11,19 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from campaign_db import queries
+from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import read_snapshot
 from campaign_db.engine import session_scope
+from campaign_db.governance import SqlGovernanceStore
 from campaign_db.models import AuditLog, DecisionLog
 from optimizer.core.catalog import FrameVersion, split_signature
 from optimizer.core.values import utcnow
-from optimizer.guardrails import SAFE, FrameHealth, monitor, trip
+from optimizer.guardrails import SAFE, FrameHealth, GuardrailMonitor
 from tests.optimizer.helpers import serve_churn_decisions
+
+
+def monitor_of(engine: Engine) -> GuardrailMonitor:
+    return GuardrailMonitor(SqlGovernanceStore(engine), SqlAuditLog(engine))
 
 
 def test_safe_mode_holds_when_the_registry_is_down(loaded_engine: Engine) -> None:
@@ -37,16 +42,15 @@ def test_safe_mode_holds_when_the_registry_is_down(loaded_engine: Engine) -> Non
         previous_conversion_rate=None,
         breaches=["unsubscribe rate 0.0800 above 0.0300"],
     )
-    trip(
-        loaded_engine,
+    monitor_of(loaded_engine).trip(
         "churn_prevention",
         health=health,
         rollback=rollback,
         actor="guardrails",
         now=utcnow(),
     )
+    assert SqlGovernanceStore(loaded_engine).states()["churn_prevention"].mode == SAFE
     with session_scope(loaded_engine) as session:
-        assert queries.frame_states(session)["churn_prevention"].mode == SAFE
         entry = session.exec(select(AuditLog).where(AuditLog.action == "frame.kill_switch")).one()
     assert entry.details is not None
     assert entry.details["rollback"] == "not rolled back: MLflow unreachable"
@@ -87,8 +91,7 @@ def test_monitor_trips_a_frame_whose_offer_cost_per_decision_is_above_its_limit(
     with session_scope(loaded_engine) as session:
         frame = next(f for f in read_snapshot(session).frames if f.key == "churn_prevention")
 
-    (health,) = monitor(
-        loaded_engine,
+    (health,) = monitor_of(loaded_engine).monitor(
         [_with_cost_limit(frame, 0.5)],
         rollback=None,
         now=start + timedelta(days=1),
@@ -99,8 +102,7 @@ def test_monitor_trips_a_frame_whose_offer_cost_per_decision_is_above_its_limit(
     assert health.max_offer_cost_per_decision == 0.5
     assert health.mode == SAFE
     assert any("offer cost per decision" in b for b in health.breaches)
-    with session_scope(loaded_engine) as session:
-        state = queries.frame_states(session)["churn_prevention"]
+    state = SqlGovernanceStore(loaded_engine).states()["churn_prevention"]
     assert state.mode == SAFE
     assert "offer cost per decision" in state.reason
 
@@ -111,8 +113,8 @@ def test_offer_cost_within_the_limit_does_not_trip_the_frame(loaded_engine: Engi
     with session_scope(loaded_engine) as session:
         frame = next(f for f in read_snapshot(session).frames if f.key == "churn_prevention")
 
-    (health,) = monitor(
-        loaded_engine, [_with_cost_limit(frame, 12.0)], rollback=None, now=start + timedelta(days=1)
+    (health,) = monitor_of(loaded_engine).monitor(
+        [_with_cost_limit(frame, 12.0)], rollback=None, now=start + timedelta(days=1)
     )
 
     assert health.offer_cost_per_decision is not None
@@ -127,8 +129,8 @@ def test_decisions_outside_the_window_do_not_count_towards_spend(loaded_engine: 
     with session_scope(loaded_engine) as session:
         frame = next(f for f in read_snapshot(session).frames if f.key == "churn_prevention")
 
-    (health,) = monitor(
-        loaded_engine, [_with_cost_limit(frame, 0.0)], rollback=None, now=start + timedelta(days=9)
+    (health,) = monitor_of(loaded_engine).monitor(
+        [_with_cost_limit(frame, 0.0)], rollback=None, now=start + timedelta(days=9)
     )
 
     assert health.decisions == 0
