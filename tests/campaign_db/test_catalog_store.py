@@ -9,13 +9,14 @@ from dataclasses import dataclass, replace
 import pytest
 from sqlalchemy import Engine
 
-from campaign_db import queries
 from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.engine import session_scope
+from campaign_db.governance import SqlGovernanceStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.core.values import utcnow
 from optimizer.memory.catalog import MemoryCatalog, catalog_snapshot
 from optimizer.ports.catalog import CatalogReader
+from optimizer.ports.governance import FrameState
 
 
 @dataclass
@@ -39,10 +40,11 @@ def catalog(store_engine: Engine | None, example_catalog: CatalogSpec) -> Catalo
         load_catalog(session, catalog=example_catalog, source="example", actor="test")
 
     def safe_in_sql(key: str) -> None:
-        with session_scope(engine, write=True) as session:
-            queries.set_frame_state(
-                session, frame_key=key, mode="safe", reason="test", actor="ops", now=utcnow()
+        SqlGovernanceStore(engine).set_state(
+            FrameState(
+                frame_key=key, mode="safe", reason="test", changed_at=utcnow(), changed_by="ops"
             )
+        )
 
     return Catalog(SqlCatalogReader(engine), safe_in_sql)
 
