@@ -22,6 +22,7 @@ from api.routes import customers, decisions, feedback, governance, health, outbo
 from api.scheduler import SchedulerRunner
 from api.settings import Settings
 from campaign_db import migrate
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import Checkpointer, create_engine_from_url
 from offline_eval.gate import GateConfig
 from optimizer.decisions import DecisionService
@@ -206,7 +207,7 @@ def build_services(settings: Settings, *, source: ModelSource | None = None) -> 
         engine=engine,
         catalog=catalog,
         policies=policies,
-        decisions=DecisionService(engine, catalog=catalog, policies=policies),
+        decisions=DecisionService(SqlDecisionStore(engine), catalog=catalog, policies=policies),
         checkpointer=Checkpointer(engine).start(),
         reloader=PolicyReloader(policies, interval=settings.policy_reload_seconds),
         keys=KeyVerifier(engine),

@@ -141,18 +141,6 @@ _customer = table_of(Customer)
 _consent = table_of(Consent)
 
 
-# --- decisions, read back --------------------------------------------------------------------
-
-
-def get_decision(session: Session, *, decision_id: uuid.UUID) -> DecisionLog | None:
-    return session.get(DecisionLog, decision_id)
-
-
-def actions_by_id(session: Session, *, ids: list[int]) -> dict[int, Action]:
-    rows = session.exec(select(Action).where(col(Action.id).in_(ids))).all()
-    return {row.id: row for row in rows if row.id is not None}
-
-
 def catalog_fingerprint(session: Session) -> tuple[Any, ...]:
     """Changes whenever a catalog load or a frame status change could change decisions."""
     revision = session.exec(select(func.max(CatalogRevision.id))).one()

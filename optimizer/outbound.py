@@ -20,8 +20,10 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
+from optimizer.answers import DecisionAnswer
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind, json_number, utcnow
-from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.errors import NotFoundError
 from optimizer.feedback import DeliveryEventIn, record_events
 from optimizer.health import UsageIn, UsageIndexConfig, health_class, usage_index, worsening_trigger
@@ -136,7 +138,7 @@ def emit_pending_triggers(
         (
             change,
             decisions.submit(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"health-{change.id}",
                     customer_id=change.customer_id,
                     trigger=str(change.trigger_key),

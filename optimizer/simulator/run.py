@@ -25,8 +25,9 @@ from sqlalchemy import Engine
 
 from campaign_db import queries
 from campaign_db.engine import session_scope
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.feedback import (
     ConversionIn,
     DeliveryEventIn,
@@ -239,7 +240,7 @@ class Simulation:
             for i in hits:
                 moment = start + timedelta(hours=float(self.rng.uniform(7, 21)))
                 requests.append(
-                    DecisionRequest(
+                    DecisionAsk(
                         request_id=f"sim-{day}-{trigger}-{pop.ids[i]}",
                         customer_id=pop.ids[i],
                         trigger=trigger,

@@ -27,8 +27,8 @@ from campaign_db import migrate, queries
 from campaign_db.catalog import load_catalog, read_catalog
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.models import ContactHistory
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.policy_spec import PolicySpec
-from optimizer.decisions import DecisionRequest
 from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversions, record_events
 from optimizer.guardrails import monitor
@@ -87,7 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     rng = np.random.default_rng(4)
     futures = [
         services.decisions.submit(
-            DecisionRequest(
+            DecisionAsk(
                 request_id=f"r{i}",
                 customer_id=c,
                 trigger="health_c_to_d",
@@ -251,7 +251,7 @@ def test_the_whole_lifecycle(world: Settings) -> None:
 
         # in safe mode, with no safe default in the frame, nobody is contacted
         answer = services.decisions.decide(
-            DecisionRequest(
+            DecisionAsk(
                 request_id="after-breach",
                 customer_id="w1",
                 trigger="health_c_to_d",

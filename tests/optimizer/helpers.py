@@ -6,10 +6,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.models import CustomerUpsert
 from optimizer import customers
+from optimizer.answers import DecisionAnswer
+from optimizer.core.decision import DecisionAsk
 from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.serving import CatalogCache, PolicyPool
 
 CHANNELS = ["email", "sms", "app_push"]
@@ -50,12 +53,14 @@ def serve_churn_decisions(
     ids = [f"{prefix}{i}" for i in range(customers_n)]
     add_consenting_customers(engine, ids, consent_since=start - timedelta(days=1))
     service = DecisionService(
-        engine, catalog=CatalogCache(engine, check_every_seconds=0), policies=PolicyPool()
+        SqlDecisionStore(engine),
+        catalog=CatalogCache(engine, check_every_seconds=0),
+        policies=PolicyPool(),
     )
     try:
         return [
             service.decide(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"{prefix}-q{i}",
                     customer_id=customer_id,
                     trigger="health_c_to_d",

@@ -14,11 +14,13 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from campaign_db import learning, queries
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
 from campaign_db.models import CustomerUpsert, LearnerCheckpoint
 from optimizer import customers
+from optimizer.core.decision import DecisionAsk
 from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.feedback import ConversionIn, DeliveryEventIn, record_conversion, record_event
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
@@ -45,7 +47,9 @@ CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
 
 def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
     """n churn decisions for fresh customers, each sent; about a third of them convert."""
-    service = DecisionService(engine, catalog=CatalogCache(engine), policies=PolicyPool())
+    service = DecisionService(
+        SqlDecisionStore(engine), catalog=CatalogCache(engine), policies=PolicyPool()
+    )
     rng = np.random.default_rng(seed)
     for i in range(n):
         customer = f"l{seed}-{i}"
@@ -59,7 +63,7 @@ def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
                 engine, customer_id=customer, channel=channel, update=ConsentUpdate(granted=True)
             )
         answer = service.decide(
-            DecisionRequest(
+            DecisionAsk(
                 request_id=f"r{seed}-{i}",
                 customer_id=customer,
                 trigger="health_c_to_d",
