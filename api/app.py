@@ -23,6 +23,7 @@ from api.scheduler import SchedulerRunner
 from api.settings import Settings
 from campaign_db import migrate
 from campaign_db.catalog import SqlCatalogReader
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import Checkpointer, create_engine_from_url
 from campaign_db.keys import SqlKeyStore
 from campaign_db.learning import SqlLearningStore
@@ -217,7 +218,7 @@ def build_services(settings: Settings, *, source: ModelSource | None = None) -> 
         engine=engine,
         catalog=catalog,
         policies=policies,
-        decisions=DecisionService(engine, catalog=catalog, policies=policies),
+        decisions=DecisionService(SqlDecisionStore(engine), catalog=catalog, policies=policies),
         checkpointer=Checkpointer(engine).start(),
         reloader=PolicyReloader(policies, interval=settings.policy_reload_seconds),
         keys=KeyVerifier(SqlKeyStore(engine)),

@@ -4,13 +4,117 @@ optimizer's typed inputs and results."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp
+from optimizer.answers import DecisionAnswer
+from optimizer.core.catalog import KEY_PATTERN
+from optimizer.core.decision import DecisionAsk
+from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp, refuse_nul
 from optimizer.feedback import ConversionReport, EventKind, EventReport
+from optimizer.ports.decisions import LoggedDecision
 from optimizer.ports.feedback import ConversionStatus
+
+# --- decisions -------------------------------------------------------------------------------
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
+RequestId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+BlockKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+AttributeValue = str | int | float | bool | None
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_now(value: datetime | None) -> datetime | None:
+    """A caller's decision time must be a plausible instant: far-off years overflow the
+    history look-back and the send times, and no campaign runs in them."""
+    if value is None:
+        return None
+    problem = f"must lie between {EARLIEST_NOW:%Y-%m-%d} and {LATEST_NOW:%Y-%m-%d} (UTC)"
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(problem) from None
+    if not EARLIEST_NOW <= utc < LATEST_NOW:
+        raise ValueError(problem)
+    return value
+
+
+class DecisionRequest(BaseModel):
+    """What a channel system asks: what should this customer get now, for this trigger?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: RequestId = Field(description="idempotency key: a retry returns the same answer")
+    customer_id: CustomerId
+    trigger: BlockKey
+    channels: list[BlockKey] = Field(
+        min_length=1, max_length=16, description="channels the caller can deliver on now"
+    )
+    context: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue],
+        AfterValidator(refuse_nul),
+    ] = Field(default_factory=dict, max_length=32, description="extra context attributes")
+    personalisation: dict[Annotated[str, StringConstraints(max_length=64)], str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="values for {placeholders} in texts; used to render, never stored",
+    )
+    now: Annotated[Timestamp | None, AfterValidator(check_now)] = Field(
+        default=None,
+        description="decision time (default: the server clock); further than the allowed skew "
+        "from the server clock only with the simulate scope",
+    )
+
+    def ask(self) -> DecisionAsk:
+        """The question for the decision service; `personalisation` only renders the answer."""
+        return DecisionAsk(
+            request_id=self.request_id,
+            customer_id=self.customer_id,
+            trigger=self.trigger,
+            channels=tuple(self.channels),
+            context=self.context,
+            now=self.now,
+        )
+
+
+class CandidateRecord(BaseModel):
+    action_id: int
+    signature: str
+    probability: float | None
+
+
+class DecisionRecord(BaseModel):
+    """The logged decision: why this customer got this (GET /v1/decisions/{id})."""
+
+    answer: DecisionAnswer
+    context: dict[str, Any]
+    candidates: list[CandidateRecord]
+    chosen_action_id: int | None
+    seed: int
+    catalog_revision: int | None
+    eligibility_trace: dict[str, str]
+
+    @classmethod
+    def of(cls, logged: LoggedDecision) -> DecisionRecord:
+        return cls(
+            answer=DecisionAnswer.model_validate(logged.answer),
+            context=dict(logged.context),
+            candidates=[
+                CandidateRecord(
+                    action_id=c.action_id, signature=c.signature, probability=c.probability
+                )
+                for c in logged.candidates
+            ],
+            chosen_action_id=logged.chosen_action_id,
+            seed=logged.seed,
+            catalog_revision=logged.catalog_revision,
+            eligibility_trace=dict(logged.eligibility_trace),
+        )
+
 
 # --- feedback --------------------------------------------------------------------------------
 

@@ -24,9 +24,11 @@ from benchmarks.synthetic_catalog import synthetic_catalog
 from campaign_db import migrate
 from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.customers import add_customers
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import Checkpointer, create_engine_from_url, session_scope
 from optimizer.core.catalog import CatalogSpec
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.core.decision import DecisionAsk
+from optimizer.decisions import DecisionService
 from optimizer.features import shared_line
 from optimizer.policy import BanditPolicy
 from optimizer.serving import CatalogCache, PolicyPool
@@ -67,7 +69,7 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
             )
         cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
         pool = PolicyPool()
-        service = DecisionService(engine, catalog=cache, policies=pool)
+        service = DecisionService(SqlDecisionStore(engine), catalog=cache, policies=pool)
         snapshot, lines = cache.current()
         frame = snapshot.frames[0]
         policy = BanditPolicy(frame.spec.policy_spec(), name=frame.key, version="bench")
@@ -97,7 +99,7 @@ def run(candidates: int, decisions: int, url: str | None) -> dict[str, float]:
         for i in range(decisions + 200):
             start = time.perf_counter()
             answer = service.decide(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"r{i}",
                     customer_id=ids[i],
                     trigger="bench",

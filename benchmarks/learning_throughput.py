@@ -35,12 +35,14 @@ from campaign_db import learning, migrate
 from campaign_db.catalog import SqlCatalogReader, load_catalog
 from campaign_db.customers import add_customers
 from campaign_db.decision_logs import SqlDecisionLogs
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import create_engine_from_url, session_scope
 from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.rewards import SqlRewardStore
 from optimizer.core.catalog import CatalogSpec
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.core.decision import DecisionAsk
+from optimizer.decisions import DecisionService
 from optimizer.features import shared_line
 from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.learner import OnlineLearner, PoolPublisher
@@ -84,13 +86,13 @@ def prepare(url: str, decisions: int, conversion_share: float, seed: int) -> dic
             )
 
     cache = CatalogCache(SqlCatalogReader(engine), check_every_seconds=3600)
-    service = DecisionService(engine, catalog=cache, policies=PolicyPool())
+    service = DecisionService(SqlDecisionStore(engine), catalog=cache, policies=PolicyPool())
     began = time.perf_counter()
     answers = []
     for start in range(0, decisions, 2_000):
         futures = [
             service.submit(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"r{i}",
                     customer_id=ids[i],
                     trigger="bench",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +9,6 @@ from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
 
 from campaign_db.models import (
-    Action,
     AuditLog,
     ContactHistory,
     Conversion,
@@ -29,18 +27,6 @@ def table_of(model: type[SQLModel]) -> Table:
     table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type __table__)
     assert isinstance(table, Table)
     return table
-
-
-# --- decisions, read back --------------------------------------------------------------------
-
-
-def get_decision(session: Session, *, decision_id: uuid.UUID) -> DecisionLog | None:
-    return session.get(DecisionLog, decision_id)
-
-
-def actions_by_id(session: Session, *, ids: list[int]) -> dict[int, Action]:
-    rows = session.exec(select(Action).where(col(Action.id).in_(ids))).all()
-    return {row.id: row for row in rows if row.id is not None}
 
 
 # --- decision and outcome tables, frame versions ---------------------------------------------

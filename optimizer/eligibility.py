@@ -31,6 +31,7 @@ from optimizer.core.catalog import (
     SendTimeSpec,
     action_signature,
 )
+from optimizer.core.decision import CustomerState, PastContact
 from optimizer.core.values import ChannelKind, SendTimeKind
 from optimizer.features import NO_CONTACT_LINE, action_line
 
@@ -38,25 +39,6 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 HORIZON_DAYS = 7
 """How far ahead a send time may be scheduled."""
-
-
-@dataclass(frozen=True)
-class CustomerState:
-    id: str
-    health_class: str
-    usage_index: float
-    tenure_days: float | None
-    time_zone: str
-    language: str
-    attributes: Mapping[str, Any]
-    consented_channels: frozenset[str]
-
-
-@dataclass(frozen=True)
-class PastContact:
-    frame_key: str
-    channel: str
-    send_at: datetime
 
 
 class Combination(NamedTuple):
@@ -73,26 +55,32 @@ class Combination(NamedTuple):
 
 
 class Candidate(NamedTuple):
-    """One feasible combination; `no_contact` has no blocks and no send time.
+    """One feasible combination with its send time.
 
     A named tuple rather than a frozen dataclass: a request builds up to a thousand of these, and
     a tuple is several times cheaper to create.
     """
 
     action_id: int
-    offer: str | None = None
-    text: str | None = None
-    channel: str | None = None
-    send_time: str | None = None
-    send_at: datetime | None = None
-
-    @property
-    def is_contact(self) -> bool:
-        return self.offer is not None
+    offer: str
+    text: str
+    channel: str
+    send_time: str
+    send_at: datetime
 
     @property
     def signature(self) -> str:
         return action_signature(self.offer, self.text, self.channel, self.send_time)
+
+
+class NoContactCandidate(NamedTuple):
+    """The `no_contact` action, where the frame allows it."""
+
+    action_id: int
+
+    @property
+    def signature(self) -> str:
+        return NO_CONTACT
 
 
 @dataclass(frozen=True)
@@ -137,22 +125,27 @@ class CandidateSet:
         )
         return costs
 
-    def candidate(self, index: int) -> Candidate:
-        if index == len(self.combinations):
-            assert self.no_contact_id is not None
-            return Candidate(action_id=self.no_contact_id)
+    def candidate(self, index: int) -> Candidate | NoContactCandidate:
+        """The candidate at `index` in `lines` order: the combinations, then `no_contact`."""
+        if index == len(self.combinations) and self.no_contact_id is not None:
+            return NoContactCandidate(self.no_contact_id)
         c = self.combinations[index]
         return Candidate(
             c.action_id, c.offer, c.text, c.channel, c.send_time, self.send_times[c.timing_key]
         )
 
     @property
-    def candidates(self) -> tuple[Candidate, ...]:
+    def candidates(self) -> tuple[Candidate | NoContactCandidate, ...]:
         return tuple(self.candidate(i) for i in range(len(self)))
 
     @property
     def contacts(self) -> tuple[Candidate, ...]:
-        return tuple(self.candidate(i) for i in range(len(self.combinations)))
+        return tuple(
+            Candidate(
+                c.action_id, c.offer, c.text, c.channel, c.send_time, self.send_times[c.timing_key]
+            )
+            for c in self.combinations
+        )
 
 
 def local_now(now: datetime, time_zone: str) -> datetime:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from optimizer.core.catalog import CatalogSnapshot, split_signature
 
 if TYPE_CHECKING:
-    from optimizer.eligibility import CustomerState
+    from optimizer.core.decision import CustomerState
 
 _UNSAFE = re.compile(r"[\s|:]+")
 NO_CONTACT_LINE = "|o no_contact"

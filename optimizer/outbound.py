@@ -18,9 +18,10 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, BeforeValidator, Field
 
+from optimizer.answers import DecisionAnswer
 from optimizer.core.catalog import CatalogSnapshot
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind, HealthClass, json_number, utcnow
-from optimizer.decisions import DecisionAnswer, DecisionRequest
 from optimizer.errors import NotFoundError
 from optimizer.feedback import EventReport
 from optimizer.health import (
@@ -54,7 +55,7 @@ class TriggerDecisions(Protocol):
     @property
     def timeout_seconds(self) -> float: ...
 
-    def submit(self, request: DecisionRequest) -> Future[DecisionAnswer]: ...
+    def submit(self, request: DecisionAsk) -> Future[DecisionAnswer]: ...
 
 
 class SentRecorder(Protocol):
@@ -177,7 +178,7 @@ def emit_pending_triggers(
         (
             change,
             decisions.submit(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"health-{change.change_id}",
                     customer_id=change.customer_id,
                     trigger=change.trigger,

@@ -11,7 +11,9 @@ from api.auth import DecideKey, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.observability import DECISIONS
-from optimizer.decisions import DecisionAnswer, DecisionRecord, DecisionRequest
+from api.personalisation import personalise
+from api.schemas import DecisionRecord, DecisionRequest
+from optimizer.answers import DecisionAnswer
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
@@ -30,14 +32,14 @@ async def decide(key: DecideKey, request: DecisionRequest, services: ServicesDep
     `simulate` scope.
     """
     skew = None if key.allows("simulate") else services.settings.decision_clock_skew
-    answer = await services.decisions.decide_async(request, max_skew=skew)
+    answer = await services.decisions.decide_async(request.ask(), max_skew=skew)
     DECISIONS.labels(
         frame=answer.frame.key if answer.frame else "", reason=answer.reason.value
     ).inc()
-    return _json(services.decisions.personalise(answer, request.personalisation))
+    return _json(personalise(answer, request.personalisation))
 
 
 @router.get("/{decision_id}", response_model=DecisionRecord, responses=ERROR_RESPONSES)
 def get_decision(_key: ReadKey, decision_id: uuid.UUID, services: ServicesDep) -> Response:
     """The logged decision with its candidates, distribution and eligibility trace."""
-    return _json(services.decisions.record(decision_id))
+    return _json(DecisionRecord.of(services.decisions.record(decision_id)))

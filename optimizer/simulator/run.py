@@ -28,8 +28,9 @@ from campaign_db.engine import session_scope
 from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.outbox import SqlOutboxStore
 from campaign_db.rewards import SqlRewardStore
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.health import UsageIn, UsageIndexConfig
 from optimizer.learner import OnlineLearner
@@ -247,7 +248,7 @@ class Simulation:
             for i in hits:
                 moment = start + timedelta(hours=float(self.rng.uniform(7, 21)))
                 requests.append(
-                    DecisionRequest(
+                    DecisionAsk(
                         request_id=f"sim-{day}-{trigger}-{pop.ids[i]}",
                         customer_id=pop.ids[i],
                         trigger=trigger,

@@ -34,8 +34,8 @@ from campaign_db.governance import SqlGovernanceStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import ContactHistory
 from campaign_db.rewards import SqlRewardStore
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.policy_spec import PolicySpec
-from optimizer.decisions import DecisionRequest
 from optimizer.errors import ConflictError
 from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.guardrails import GuardrailMonitor
@@ -95,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     rng = np.random.default_rng(4)
     futures = [
         services.decisions.submit(
-            DecisionRequest(
+            DecisionAsk(
                 request_id=f"r{i}",
                 customer_id=c,
                 trigger="health_c_to_d",
@@ -262,7 +262,7 @@ def test_the_whole_lifecycle(world: Settings) -> None:
 
         # in safe mode, with no safe default in the frame, nobody is contacted
         answer = services.decisions.decide(
-            DecisionRequest(
+            DecisionAsk(
                 request_id="after-breach",
                 customer_id="w1",
                 trigger="health_c_to_d",

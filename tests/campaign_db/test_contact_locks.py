@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from campaign_db.customers import add_customers
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import create_engine_from_url, session_scope
-from campaign_db.hotpath import DecisionStore
+from optimizer.ports.decisions import ReservedContact
 from tests.conftest import engine_url
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -26,7 +27,7 @@ HOLD_SECONDS = 1.0
 
 def _second_writer(url: str, started: Any, out: Any) -> None:
     engine = create_engine_from_url(url)
-    store = DecisionStore(engine)
+    store = SqlDecisionStore(engine)
     started.set()
     with store.transaction(write=True) as cursor:
         states = cursor.read_customers(["x"], NOW - timedelta(days=30), lock=True)
@@ -46,22 +47,21 @@ def test_a_second_process_waits_for_the_first_contact_and_then_sees_it(engine: E
         )
     context = mp.get_context("spawn")
     started, out = context.Event(), context.Queue()
-    store = DecisionStore(engine)
+    store = SqlDecisionStore(engine)
     with store.transaction(write=True) as cursor:
         states = cursor.read_customers(["x"], NOW - timedelta(days=30), lock=True)
         assert states["x"].history == ()
         cursor.insert_contacts(
             [
-                {
-                    "id": uuid.uuid4(),
-                    "customer_id": "x",
-                    "decision_id": None,
-                    "frame_key": "churn_prevention",
-                    "channel_key": "email",
-                    "send_at": NOW,
-                    "created_at": NOW,
-                    "status": "reserved",
-                }
+                ReservedContact(
+                    id=uuid.uuid4(),
+                    customer_id="x",
+                    decision_id=None,
+                    frame_key="churn_prevention",
+                    channel="email",
+                    send_at=NOW,
+                    created_at=NOW,
+                )
             ]
         )
         second = context.Process(target=_second_writer, args=(engine_url(engine), started, out))

@@ -8,9 +8,12 @@ from sqlalchemy import Engine
 
 from campaign_db.catalog import SqlCatalogReader
 from campaign_db.customers import SqlCustomerStore
+from campaign_db.decisions import SqlDecisionStore
 from optimizer import customers
+from optimizer.answers import DecisionAnswer
+from optimizer.core.decision import DecisionAsk
 from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.ports.customers import Profile
 from optimizer.serving import CatalogCache, PolicyPool
 
@@ -50,14 +53,14 @@ def serve_churn_decisions(
     ids = [f"{prefix}{i}" for i in range(customers_n)]
     add_consenting_customers(engine, ids, consent_since=start - timedelta(days=1))
     service = DecisionService(
-        engine,
+        SqlDecisionStore(engine),
         catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
         policies=PolicyPool(),
     )
     try:
         return [
             service.decide(
-                DecisionRequest(
+                DecisionAsk(
                     request_id=f"{prefix}-q{i}",
                     customer_id=customer_id,
                     trigger="health_c_to_d",

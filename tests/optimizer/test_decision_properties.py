@@ -13,13 +13,15 @@ from sqlmodel import select
 
 from campaign_db.catalog import SqlCatalogReader, load_catalog, read_snapshot
 from campaign_db.customers import SqlCustomerStore
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
 from campaign_db.models import ContactHistory, DecisionLog
 from optimizer import customers
 from optimizer.core.catalog import CatalogSpec
+from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind
 from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionRequest, DecisionService
+from optimizer.decisions import DecisionService
 from optimizer.eligibility import is_quiet
 from optimizer.ports.customers import Profile
 from optimizer.serving import CatalogCache, PolicyPool
@@ -47,7 +49,7 @@ step = st.tuples(
 
 def _service(engine: Engine) -> DecisionService:
     return DecisionService(
-        engine,
+        SqlDecisionStore(engine),
         catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
         policies=PolicyPool(),
     )
@@ -95,7 +97,7 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
 
     now = START
     answers = {}
-    previous: DecisionRequest | None = None
+    previous: DecisionAsk | None = None
     for n, (who, minutes, trigger, channels, change, repeat) in enumerate(steps):
         now += timedelta(minutes=minutes)
         customer_id = ids[who]
@@ -111,7 +113,7 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
         if repeat and previous is not None:  # a retry repeats the whole request
             request = previous
         else:
-            request = DecisionRequest(
+            request = DecisionAsk(
                 request_id=f"r{run}-q{n}",
                 customer_id=customer_id,
                 trigger=trigger,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,12 +14,15 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from campaign_db.catalog import SqlCatalogReader
+from campaign_db.decisions import DecisionCursor, SqlDecisionStore
 from campaign_db.engine import session_scope
-from campaign_db.hotpath import DecisionCursor
 from campaign_db.models import ContactHistory, DecisionLog, Reward
-from optimizer.decisions import DecisionAnswer, DecisionRequest, DecisionService, Plan
+from optimizer.answers import DecisionAnswer
+from optimizer.core.decision import DecisionAsk
+from optimizer.decisions import DecisionService
 from optimizer.eligibility import in_holdout
 from optimizer.errors import ConflictError
+from optimizer.planning import DecisionPlan
 from optimizer.serving import CatalogCache, PolicyPool
 from tests.optimizer.helpers import add_consenting_customers
 
@@ -43,8 +47,8 @@ def _add_customers(engine: Engine, ids: list[str]) -> None:
     )
 
 
-def _request(request_id: str, customer_id: str, **change: Any) -> DecisionRequest:
-    return DecisionRequest(
+def _request(request_id: str, customer_id: str, **change: Any) -> DecisionAsk:
+    return DecisionAsk(
         request_id=request_id,
         customer_id=customer_id,
         trigger=change.pop("trigger", "health_c_to_d"),
@@ -54,7 +58,7 @@ def _request(request_id: str, customer_id: str, **change: Any) -> DecisionReques
     )
 
 
-PlanHook = Callable[[DecisionRequest, Plan], Plan]
+PlanHook = Callable[[DecisionAsk, DecisionPlan], DecisionPlan]
 
 
 class GatedService:
@@ -63,24 +67,24 @@ class GatedService:
 
     def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         self.service = DecisionService(
-            engine,
+            SqlDecisionStore(engine),
             catalog=CatalogCache(SqlCatalogReader(engine), check_every_seconds=0),
             policies=PolicyPool(),
         )
         self.entered = threading.Event()
         self.release = threading.Event()
         self.hook: PlanHook = lambda _request, plan: plan
-        plan = self.service._plan
+        plan = self.service.writer._plan
 
-        def gated(request: DecisionRequest, *args: Any) -> Plan:
+        def gated(request: DecisionAsk, *args: Any) -> DecisionPlan:
             if request.request_id == "gate":
                 self.entered.set()
                 assert self.release.wait(timeout=30)
             return self.hook(request, plan(request, *args))
 
-        monkeypatch.setattr(self.service, "_plan", gated)
+        monkeypatch.setattr(self.service.writer, "_plan", gated)
 
-    def batch(self, requests: list[DecisionRequest], gate_customer: str) -> list[Future[Any]]:
+    def batch(self, requests: list[DecisionAsk], gate_customer: str) -> list[Future[Any]]:
         """Submit `requests` so that the writer takes them as one batch."""
         gate = self.service.submit(_request("gate", gate_customer))
         assert self.entered.wait(timeout=30)
@@ -96,6 +100,12 @@ def gated(loaded_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ga
     yield gated
     gated.release.set()
     gated.service.close()
+
+
+def _unwritable(plan: DecisionPlan) -> DecisionPlan:
+    """The plan with a log entry the database refuses (its reason is NOT NULL)."""
+    entry = replace(plan.write.entry, reason=None)
+    return replace(plan, write=replace(plan.write, entry=entry))
 
 
 def _logged(engine: Engine) -> dict[str, DecisionLog]:
@@ -125,7 +135,7 @@ def test_a_request_whose_time_overflows_fails_alone_and_its_batch_commits(
     _add_customers(loaded_engine, ids)
     good = [_request(f"good-{i}", ids[i]) for i in range(1, 5)]
     # as if a caller's time had slipped past validation: the history look-back overflows
-    bad = _request("year-1", ids[1]).model_copy(update={"now": datetime(1, 1, 1, tzinfo=UTC)})
+    bad = replace(_request("year-1", ids[1]), now=datetime(1, 1, 1, tzinfo=UTC))
     outcomes = _outcomes(gated.batch([good[0], bad, *good[1:]], gate_customer=ids[0]))
     assert isinstance(outcomes[1], Exception)
     assert all(isinstance(o, DecisionAnswer) for i, o in enumerate(outcomes) if i != 1)
@@ -138,7 +148,7 @@ def test_an_unexpected_error_planning_one_request_fails_only_that_request(
     ids = _customer_ids("plan-", 4)
     _add_customers(loaded_engine, ids)
 
-    def broken(request: DecisionRequest, plan: Plan) -> Plan:
+    def broken(request: DecisionAsk, plan: DecisionPlan) -> DecisionPlan:
         if request.request_id == "broken":
             raise RuntimeError("planning failed")
         return plan
@@ -158,9 +168,9 @@ def test_a_row_the_database_refuses_fails_only_its_request_and_leaves_nothing_be
     ids = _customer_ids("refused-", 4)
     _add_customers(loaded_engine, ids)
 
-    def unwritable(request: DecisionRequest, plan: Plan) -> Plan:
+    def unwritable(request: DecisionAsk, plan: DecisionPlan) -> DecisionPlan:
         if request.request_id == "unwritable":
-            plan.log["reason"] = None  # NOT NULL: the insert fails after its contact was written
+            return _unwritable(plan)  # the insert fails after its contact was written
         return plan
 
     gated.hook = unwritable
@@ -185,9 +195,9 @@ def test_a_batch_whose_every_write_fails_leaves_the_database_as_it_was(
     ids = _customer_ids("all-fail-", 4)
     _add_customers(loaded_engine, ids)
 
-    def unwritable(request: DecisionRequest, plan: Plan) -> Plan:
+    def unwritable(request: DecisionAsk, plan: DecisionPlan) -> DecisionPlan:
         if request.request_id != "gate":
-            plan.log["reason"] = None
+            return _unwritable(plan)
         return plan
 
     gated.hook = unwritable
@@ -228,7 +238,7 @@ def test_two_writers_given_one_request_id_with_different_bodies_answer_once_and_
     _add_customers(loaded_engine, ids)
     writers = [
         DecisionService(
-            loaded_engine,
+            SqlDecisionStore(loaded_engine),
             catalog=CatalogCache(SqlCatalogReader(loaded_engine)),
             policies=PolicyPool(),
         )
@@ -269,7 +279,7 @@ def test_a_request_id_another_writer_logs_while_this_one_writes_is_a_conflict_no
     _add_customers(loaded_engine, ids)
     this, other = (
         DecisionService(
-            loaded_engine,
+            SqlDecisionStore(loaded_engine),
             catalog=CatalogCache(SqlCatalogReader(loaded_engine)),
             policies=PolicyPool(),
         )

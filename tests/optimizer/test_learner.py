@@ -16,15 +16,22 @@ from sqlmodel import select
 from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import SqlCatalogReader
 from campaign_db.customers import SqlCustomerStore
+from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
 from campaign_db.feedback import SqlFeedbackStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.models import LearnerCheckpoint
 from campaign_db.rewards import SqlRewardStore
 from optimizer import customers
+from optimizer.core.decision import DecisionAsk
 from optimizer.customers import ConsentUpdate
-from optimizer.decisions import DecisionRequest, DecisionService
-from optimizer.feedback import ConversionReport, EventReport, record_conversion, record_event
+from optimizer.decisions import DecisionService
+from optimizer.feedback import (
+    ConversionReport,
+    EventReport,
+    record_conversion,
+    record_event,
+)
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.policy import BanditPolicy
 from optimizer.ports.customers import Profile
@@ -53,7 +60,9 @@ CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
 def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
     """n churn decisions for fresh customers, each sent; about a third of them convert."""
     service = DecisionService(
-        engine, catalog=CatalogCache(SqlCatalogReader(engine)), policies=PolicyPool()
+        SqlDecisionStore(engine),
+        catalog=CatalogCache(SqlCatalogReader(engine)),
+        policies=PolicyPool(),
     )
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -71,7 +80,7 @@ def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
                 update=ConsentUpdate(granted=True),
             )
         answer = service.decide(
-            DecisionRequest(
+            DecisionAsk(
                 request_id=f"r{seed}-{i}",
                 customer_id=customer,
                 trigger="health_c_to_d",

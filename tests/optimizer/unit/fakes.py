@@ -6,16 +6,16 @@ import uuid
 from concurrent.futures import Future
 from datetime import datetime
 
-from optimizer.core.catalog import CatalogSnapshot, ChannelSpec, TriggerSpec
-from optimizer.core.values import ChannelKind, DecisionReason, HealthClass
-from optimizer.decisions import (
+from optimizer.answers import (
     ActionAnswer,
     DecisionAnswer,
-    DecisionRequest,
     OfferAnswer,
     SendTimeAnswer,
     TextAnswer,
 )
+from optimizer.core.catalog import CatalogSnapshot, ChannelSpec, TriggerSpec
+from optimizer.core.decision import DecisionAsk
+from optimizer.core.values import ChannelKind, DecisionReason, HealthClass
 
 
 def health_trigger(key: str, before: str, after: str) -> TriggerSpec:
@@ -59,10 +59,10 @@ class FakeDecisions:
     def __init__(self, current: CatalogSnapshot, *, no_contact: frozenset[str] = frozenset()):
         self.catalog = FakeCatalog(current)
         self.no_contact = no_contact
-        self.requests: list[DecisionRequest] = []
+        self.requests: list[DecisionAsk] = []
         self.answers: dict[str, DecisionAnswer] = {}
 
-    def submit(self, request: DecisionRequest) -> Future[DecisionAnswer]:
+    def submit(self, request: DecisionAsk) -> Future[DecisionAnswer]:
         self.requests.append(request)
         if request.request_id not in self.answers:
             self.answers[request.request_id] = self._answer(request)
@@ -70,7 +70,7 @@ class FakeDecisions:
         future.set_result(self.answers[request.request_id])
         return future
 
-    def _answer(self, request: DecisionRequest) -> DecisionAnswer:
+    def _answer(self, request: DecisionAsk) -> DecisionAnswer:
         assert request.now is not None
         contact = request.customer_id not in self.no_contact
         return DecisionAnswer(

@@ -1,4 +1,4 @@
-"""The decision transaction on the bare DB-API connection, a batch at a time.
+"""The decision store on the bare DB-API connection, a batch at a time.
 
 The decision writer reads the state of every customer in a batch with three statements, locks
 them with one, and inserts all contacts and log rows with two `executemany` calls, whatever the
@@ -15,16 +15,33 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
-from campaign_db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_writer_lock
+from campaign_db.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    is_sqlite,
+    session_scope,
+    sqlite_writer_lock,
+)
+from campaign_db.models import Action, DecisionLog
+from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
+from optimizer.ports.decisions import (
+    BatchPlanner,
+    LogEntry,
+    LoggedCandidate,
+    LoggedDecision,
+    PendingReward,
+    ReservedContact,
+    StoredRequest,
+)
 
 CONTACT_COLUMNS = (
     "id",
@@ -61,49 +78,19 @@ DECISION_COLUMNS = (
 )
 REWARD_COLUMNS = ("decision_id", "status", "window_closes_at", "conversions", "sent")
 _JSON = {"context", "eligibility_trace", "response", "request_digest"}
-_TIMES = {"created_at", "send_at", "window_closes_at"}
-_UUIDS = {"id", "decision_id"}
 
 
-@dataclass(frozen=True)
-class CustomerRow:
-    id: str
-    health_class: str
-    usage_index: float
-    customer_since: date | None
-    time_zone: str
-    language: str
-    attributes: dict[str, Any]
+def get_decision(session: Session, *, decision_id: uuid.UUID) -> DecisionLog | None:
+    return session.get(DecisionLog, decision_id)
 
 
-Contact = tuple[str, str, datetime]
-"""(frame key, channel, send time) of one contact that counts against the contact policy."""
+def actions_by_id(session: Session, *, ids: list[int]) -> dict[int, Action]:
+    rows = session.exec(select(Action).where(col(Action.id).in_(ids))).all()
+    return {row.id: row for row in rows if row.id is not None}
 
 
-@dataclass(frozen=True)
-class CustomerRecord:
-    """What a decision reads about its customer; if it changed, the decision is made again."""
-
-    row: CustomerRow
-    consents: frozenset[str]
-    history: tuple[Contact, ...]
-
-    def with_contact(self, contact: Contact) -> CustomerRecord:
-        return CustomerRecord(self.row, self.consents, (*self.history, contact))
-
-
-@dataclass(frozen=True)
-class StoredRequest:
-    """What a reused request id is checked against; `digest` is None for rows logged before
-    digests were."""
-
-    customer_id: str
-    answer: dict[str, Any]
-    digest: dict[str, str] | None
-
-
-class DecisionStore:
-    """SQL and value conversion for one dialect; `transaction()` yields a `DecisionCursor`."""
+class SqlDecisionStore:
+    """The `DecisionStore` port for one dialect; `transaction()` yields a `DecisionCursor`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -112,6 +99,68 @@ class DecisionStore:
         self.insert_contact = _insert("contact_history", CONTACT_COLUMNS, self.sqlite)
         self.insert_decision = _insert("decision_log", DECISION_COLUMNS, self.sqlite)
         self.insert_reward = _insert("reward", REWARD_COLUMNS, self.sqlite)
+
+    # --- the port ---------------------------------------------------------------------------
+
+    def read_customers(
+        self, customer_ids: Sequence[str], since: datetime
+    ) -> dict[str, CustomerRecord]:
+        with self.transaction(write=False) as cursor:
+            return cursor.read_customers(customer_ids, since, lock=False)
+
+    def logged_requests(self, request_ids: Iterable[str]) -> dict[str, str]:
+        with self.transaction(write=False) as cursor:
+            return cursor.logged_requests(request_ids)
+
+    def stored_request(self, request_id: str) -> StoredRequest | None:
+        with self.transaction(write=False) as cursor:
+            return cursor.stored_answer(request_id)
+
+    def write_batch(
+        self,
+        *,
+        customer_ids: Sequence[str],
+        request_ids: Sequence[str],
+        since: datetime,
+        plan: BatchPlanner,
+    ) -> None:
+        with self.transaction(write=True) as cursor:
+            states = cursor.read_customers(customer_ids, since, lock=True)
+            logged = cursor.logged_requests(request_ids)
+            writes = plan(states, logged)
+            cursor.insert_contacts([w.contact for w in writes if w.contact is not None])
+            cursor.insert_decisions([w.entry for w in writes])
+            cursor.insert_rewards([w.reward for w in writes if w.reward is not None])
+
+    def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None:
+        with session_scope(self.engine) as session:
+            row = get_decision(session, decision_id=decision_id)
+            if row is None:
+                return None
+            ids = [
+                int(i)
+                for i in (row.candidate_action_ids if row.candidate_action_ids is not None else [])
+            ]
+            actions = actions_by_id(session, ids=ids)
+        probabilities = row.probabilities
+        return LoggedDecision(
+            answer=row.response,
+            context=row.context,
+            candidates=tuple(
+                LoggedCandidate(
+                    action_id=action_id,
+                    signature=actions[action_id].signature if action_id in actions else "?",
+                    probability=float(probabilities[i]) if probabilities is not None else None,
+                )
+                for i, action_id in enumerate(ids)
+            ),
+            chosen_action_id=row.chosen_action_id,
+            seed=row.seed,
+            catalog_revision=row.catalog_revision,
+            eligibility_trace=row.eligibility_trace or {},
+        )
+
+    # --- SQL helpers ------------------------------------------------------------------------
 
     def any_of(self, column: str, count: int) -> str:
         """`column IN (…)` for `count` values: one list parameter on PostgreSQL."""
@@ -154,7 +203,7 @@ class DecisionStore:
 class DecisionCursor:
     """The statements of a decision batch, bound to one open transaction."""
 
-    def __init__(self, store: DecisionStore, cursor: Any) -> None:
+    def __init__(self, store: SqlDecisionStore, cursor: Any) -> None:
         self.store = store
         self.cursor = cursor
         self.sqlite = store.sqlite
@@ -189,7 +238,7 @@ class DecisionCursor:
         )
         for customer_id, channel in self.cursor.fetchall():
             consents.setdefault(customer_id, set()).add(channel)
-        history: dict[str, list[Contact]] = {}
+        history: dict[str, list[PastContact]] = {}
         self.cursor.execute(
             "SELECT customer_id, frame_key, channel_key, send_at FROM contact_history WHERE "
             f"{store.any_of('customer_id', len(ids))} AND send_at >= {store.mark} "
@@ -197,10 +246,12 @@ class DecisionCursor:
             (*params, self._time(since)),
         )
         for customer_id, frame, channel, send_at in self.cursor.fetchall():
-            history.setdefault(customer_id, []).append((frame, channel, self._read_time(send_at)))
+            history.setdefault(customer_id, []).append(
+                PastContact(frame, channel, self._read_time(send_at))
+            )
         return {
             customer_id: CustomerRecord(
-                row=row,
+                profile=row,
                 consents=frozenset(consents.get(customer_id, ())),
                 history=tuple(history.get(customer_id, ())),
             )
@@ -232,31 +283,70 @@ class DecisionCursor:
         answer, digest = (json.loads(v) if isinstance(v, str) else v for v in row[1:])
         return StoredRequest(customer_id=row[0], answer=answer, digest=digest)
 
-    def insert_contacts(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.cursor.executemany(
-                self.store.insert_contact, [self._row(CONTACT_COLUMNS, r) for r in rows]
-            )
+    def insert_contacts(self, contacts: Sequence[ReservedContact]) -> None:
+        if contacts:
+            self.cursor.executemany(self.store.insert_contact, [self._contact(c) for c in contacts])
 
-    def insert_decisions(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.cursor.executemany(
-                self.store.insert_decision, [self._row(DECISION_COLUMNS, r) for r in rows]
-            )
+    def insert_decisions(self, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            self.cursor.executemany(self.store.insert_decision, [self._entry(e) for e in entries])
 
-    def insert_rewards(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            self.cursor.executemany(
-                self.store.insert_reward, [self._row(REWARD_COLUMNS, r) for r in rows]
-            )
+    def insert_rewards(self, rewards: Sequence[PendingReward]) -> None:
+        if rewards:
+            self.cursor.executemany(self.store.insert_reward, [self._reward(r) for r in rewards])
 
-    def _customer(self, row: Sequence[Any]) -> CustomerRow:
+    def _reward(self, r: PendingReward) -> tuple[Any, ...]:
+        return (self._uuid(r.decision_id), "pending", self._time(r.window_closes_at), 0, r.sent)
+
+    def _contact(self, c: ReservedContact) -> tuple[Any, ...]:
+        decision_id = None if c.decision_id is None else self._uuid(c.decision_id)
+        return (
+            self._uuid(c.id),
+            c.customer_id,
+            decision_id,
+            c.frame_key,
+            c.channel,
+            self._time(c.send_at),
+            self._time(c.created_at),
+            "reserved",
+        )
+
+    def _entry(self, e: LogEntry) -> tuple[Any, ...]:
+        ids, probabilities = e.candidate_action_ids, e.probabilities
+        return (
+            self._uuid(e.id),
+            e.request_id,
+            self._time(e.created_at),
+            e.customer_id,
+            e.trigger,
+            e.frame_key,
+            e.frame_version,
+            e.catalog_revision,
+            e.policy_name,
+            e.policy_version,
+            None if e.reason is None else e.reason.value,
+            _json(e.context),
+            None if ids is None else np.asarray(ids, dtype="<i4").tobytes(),
+            None if probabilities is None else np.asarray(probabilities, dtype="<f8").tobytes(),
+            e.chosen_action_id,
+            None if e.probability is None else float(e.probability),
+            int(e.seed),
+            None if e.send_at is None else self._time(e.send_at),
+            _json(e.eligibility_trace),
+            e.response,
+            _json(e.request_digest),
+        )
+
+    def _uuid(self, value: uuid.UUID) -> Any:
+        return value.hex if self.sqlite else value
+
+    def _customer(self, row: Sequence[Any]) -> CustomerProfile:
         since, attributes = row[3], row[6]
         if isinstance(since, str):
             since = date.fromisoformat(since)
         if isinstance(attributes, str):
             attributes = json.loads(attributes)
-        return CustomerRow(
+        return CustomerProfile(
             id=row[0],
             health_class=row[1],
             usage_index=float(row[2]),
@@ -265,28 +355,6 @@ class DecisionCursor:
             language=row[5],
             attributes=attributes or {},
         )
-
-    def _row(self, columns: tuple[str, ...], values: dict[str, Any]) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for column in columns:
-            value = values.get(column)
-            if value is None:
-                out.append(None)
-            elif column in _UUIDS:
-                out.append(value.hex if self.sqlite else value)
-            elif column in _TIMES:
-                out.append(self._time(value))
-            elif column in _JSON:
-                out.append(value if isinstance(value, str) else json.dumps(value))
-            elif column == "candidate_action_ids":
-                out.append(np.asarray(value, dtype="<i4").tobytes())
-            elif column == "probabilities":
-                out.append(np.asarray(value, dtype="<f8").tobytes())
-            elif isinstance(value, np.generic):
-                out.append(value.item())
-            else:
-                out.append(value)
-        return tuple(out)
 
     def _time(self, value: datetime) -> Any:
         if value.tzinfo is None:
@@ -301,6 +369,10 @@ class DecisionCursor:
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
         result: datetime = value.astimezone(UTC)
         return result
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value))
 
 
 def _begin_immediate(cursor: Any, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:

@@ -1,0 +1,145 @@
+"""The store of decisions: customers with their contact history, and the decision log.
+
+The writer reads a batch of customers without locks to plan, then writes the batch in one
+transaction that re-reads them under lock; whatever changed meanwhile is planned again inside
+that transaction (`BatchPlanner`), so a contact is reserved only against the history it was
+checked on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from optimizer.core.decision import CustomerRecord
+from optimizer.core.values import DecisionReason
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One decision log record as the decision made it; `response` is the answer's JSON."""
+
+    id: uuid.UUID
+    request_id: str
+    created_at: datetime
+    customer_id: str
+    trigger: str
+    catalog_revision: int | None
+    reason: DecisionReason
+    context: Mapping[str, Any]
+    eligibility_trace: Mapping[str, str]
+    response: str
+    request_digest: Mapping[str, str]
+    candidate_action_ids: Sequence[int] | None = None
+    frame_key: str | None = None
+    frame_version: int | None = None
+    policy_name: str | None = None
+    policy_version: str | None = None
+    probabilities: FloatArray | None = None
+    chosen_action_id: int | None = None
+    probability: float | None = None
+    seed: int = 0
+    send_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReservedContact:
+    """The contact a decision reserves in the customer's contact history."""
+
+    id: uuid.UUID
+    customer_id: str
+    decision_id: uuid.UUID | None
+    frame_key: str
+    channel: str
+    send_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingReward:
+    """The reward a decision waits for; `sent` where there is nothing to send."""
+
+    decision_id: uuid.UUID
+    window_closes_at: datetime
+    sent: bool
+
+
+@dataclass(frozen=True)
+class DecisionWrite:
+    """What one decision writes, all or nothing with its batch."""
+
+    entry: LogEntry
+    contact: ReservedContact | None = None
+    reward: PendingReward | None = None
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """What a reused request id is checked against; `digest` is None for decisions logged
+    before digests were."""
+
+    customer_id: str
+    answer: Mapping[str, Any]
+    digest: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    action_id: int
+    signature: str
+    probability: float | None
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """A logged decision read back: its answer document and what explains it."""
+
+    answer: Mapping[str, Any]
+    context: Mapping[str, Any]
+    candidates: tuple[LoggedCandidate, ...]
+    chosen_action_id: int | None
+    seed: int
+    catalog_revision: int | None
+    eligibility_trace: Mapping[str, str]
+
+
+BatchPlanner = Callable[[Mapping[str, CustomerRecord], Mapping[str, str]], Sequence[DecisionWrite]]
+"""Given the locked customers and the request ids already logged (→ customer id), what to
+write."""
+
+
+class DecisionStore(Protocol):
+    def read_customers(
+        self, customer_ids: Sequence[str], since: datetime
+    ) -> dict[str, CustomerRecord]:
+        """Profile, granted consents and countable contacts sent since `since`, per customer
+        (unknown ids are left out), without locks."""
+        ...
+
+    def logged_requests(self, request_ids: Iterable[str]) -> dict[str, str]:
+        """request id → customer id, for those of `request_ids` already decided."""
+        ...
+
+    def stored_request(self, request_id: str) -> StoredRequest | None: ...
+
+    def write_batch(
+        self,
+        *,
+        customer_ids: Sequence[str],
+        request_ids: Sequence[str],
+        since: datetime,
+        plan: BatchPlanner,
+    ) -> None:
+        """In one transaction: lock and read the customers, find the logged request ids, let
+        `plan` say what to write, write it all and commit. A request id logged twice fails the
+        whole batch."""
+        ...
+
+    def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None: ...
