@@ -21,9 +21,9 @@ from campaign_db.models import (
     DecisionLog,
     HealthClassChange,
     Outbox,
+    table_of,
 )
 from campaign_db.models import Consent as ConsentRow
-from campaign_db.queries import table_of
 from optimizer.core.privacy import pseudonym
 from optimizer.ports.audit import AuditEntry
 from optimizer.ports.customers import (

@@ -9,8 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.models import ContactHistory, DecisionFrame, DecisionLog, Reward
-from campaign_db.queries import table_of
+from campaign_db.models import ContactHistory, DecisionFrame, DecisionLog, Reward, table_of
 from optimizer.ports.decision_logs import (
     POLICY_REASONS,
     EvaluationRow,

@@ -10,14 +10,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, bindparam, func, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from campaign_db.audit import add_audit
 from campaign_db.customers import set_consent
 from campaign_db.engine import session_scope
-from campaign_db.models import ContactHistory, Conversion, DecisionLog, DeliveryEvent, Reward
+from campaign_db.models import (
+    ContactHistory,
+    Conversion,
+    DecisionFrame,
+    DecisionLog,
+    DeliveryEvent,
+    Reward,
+    table_of,
+)
 from campaign_db.privacy import erased_alias
-from campaign_db.queries import frame_versions, table_of
 from optimizer.core.privacy import pseudonym
 from optimizer.ports.feedback import (
     ConsentRevocation,
@@ -349,7 +356,11 @@ class SqlFeedbackStore:
 
     def reward_terms(self, *, frame_key: str, frame_version: int) -> RewardTerms | None:
         with session_scope(self.engine) as session:
-            frame = frame_versions(session, keys={frame_key}).get((frame_key, frame_version))
+            frame = session.exec(
+                select(DecisionFrame).where(
+                    DecisionFrame.key == frame_key, DecisionFrame.version == frame_version
+                )
+            ).first()
         if frame is None:
             return None
         return RewardTerms(frame.reward_definition, tuple(frame.reward_range))

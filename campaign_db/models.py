@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
     false,
     text,
@@ -456,6 +457,13 @@ class AuditLog(SQLModel, table=True):
     details: dict[str, Any] | None = _json_optional()
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for the bulk statements that skip the ORM."""
+    table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type __table__)
+    assert isinstance(table, Table)
+    return table
+
+
 __all__ = [
     "Action",
     "ApiKey",
@@ -478,5 +486,6 @@ __all__ = [
     "SendTime",
     "Text",
     "Trigger",
+    "table_of",
     "utcnow",
 ]

@@ -10,8 +10,7 @@ from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.models import Customer, DecisionLog, HealthClassChange, Outbox
-from campaign_db.queries import table_of
+from campaign_db.models import Customer, DecisionLog, HealthClassChange, Outbox, table_of
 from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.outbox import (
     AckedContact,

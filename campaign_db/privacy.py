@@ -18,8 +18,8 @@ from campaign_db.models import (
     LearnerCheckpoint,
     Outbox,
     Reward,
+    table_of,
 )
-from campaign_db.queries import table_of
 from optimizer.core.privacy import pseudonym
 
 _logs = table_of(DecisionLog)

@@ -11,8 +11,7 @@ from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
 from campaign_db.feedback import chunks
-from campaign_db.models import Action, DecisionFrame, DecisionLog, Offer, Reward
-from campaign_db.queries import table_of
+from campaign_db.models import Action, DecisionFrame, DecisionLog, Offer, Reward, table_of
 from optimizer.ports.rewards import ClosedReward, DueReward, RewardTerms
 
 _logs = table_of(DecisionLog)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from campaign_db import queries
 from campaign_db.catalog import load_catalog
+from campaign_db.customers import add_customers
 from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
 from optimizer.core.catalog import CatalogSpec
@@ -58,7 +58,7 @@ def store(store_engine: Engine | None, example_catalog: CatalogSpec) -> Decision
         return memory
     with session_scope(store_engine, write=True) as session:
         load_catalog(session, catalog=example_catalog, source="test", actor="test")
-        queries.add_customers(
+        add_customers(
             session,
             customers=[
                 {
