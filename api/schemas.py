@@ -65,8 +65,9 @@ class DecisionRequest(BaseModel):
     )
     now: Annotated[Timestamp | None, AfterValidator(check_now)] = Field(
         default=None,
-        description="decision time (default: the server clock); further than the allowed skew "
-        "from the server clock only with the simulate scope",
+        description="decision time (default: the server clock), between 2000-01-01 and "
+        "2100-01-01 UTC; further than the allowed skew from the server clock only with the "
+        "simulate scope",
     )
 
     def ask(self) -> DecisionAsk:

@@ -52,10 +52,11 @@ CONFIG = {
     "suppress-health-check": ["too_slow", "filter_too_much"],
 }
 
-# Rules that depend on stored state, which no schema can state: the catalog's trigger and channel
-# keys, the frame's reward range. A schema-valid request may be refused on these fields only.
+# Rules no JSON schema can state: the catalog's trigger and channel keys and the frame's reward
+# range (stored state), and the range of a decision time (a date-time has no bounds in JSON
+# Schema; the field's description says it). A schema-valid request may be refused on these only.
 STATEFUL_RULES = {
-    ("POST", "/v1/decisions"): ("trigger", "channels["),
+    ("POST", "/v1/decisions"): ("trigger", "channels[", "now"),
     ("POST", "/v1/decisions/{decision_id}/reward"): ("value",),
 }
 
