@@ -14,7 +14,7 @@ from rich.table import Table
 from api.settings import Settings
 
 if TYPE_CHECKING:
-    from api.app import Services
+    from api.container import Container
     from api.evaluation import LogFilters
     from optimizer.lifecycle import PolicyLifecycle
 
@@ -296,7 +296,7 @@ def evaluate_command(
                 step(f"evaluating {log}")
                 report = evaluate_file(log, out=out, fmt=fmt)
             else:
-                from api.app import model_source, serving_source
+                from api.container import model_registry, serving_source
                 from campaign_db.engine import create_engine_from_url
                 from campaign_db.migrate import upgrade
 
@@ -312,7 +312,7 @@ def evaluate_command(
                     later_share=later_share,
                     source=(
                         None
-                        if (registry := model_source(settings)) is None
+                        if (registry := model_registry(settings)) is None
                         else serving_source(engine, registry)
                     ),
                     step=step,
@@ -366,15 +366,13 @@ app.add_typer(frame_app, name="frame")
 ActorOption = Annotated[str, typer.Option("--by", help="who does it (audit log)")]
 
 
-def _services(database_url: str | None) -> Services:
-    from api.app import build_services
+def _services(database_url: str | None) -> Container:
+    from api.container import build_container
 
-    settings = _settings(database_url)
-    settings.scheduler_enabled = False
-    return build_services(settings)
+    return build_container(_settings(database_url), background_checkpoints=False)
 
 
-def _lifecycle_or_exit(services: Services) -> PolicyLifecycle:
+def _lifecycle_or_exit(services: Container) -> PolicyLifecycle:
     lifecycle = services.lifecycle()
     if lifecycle is None:
         raise fail("the model registry is disabled (CAMPOPT_MLFLOW_TRACKING_URI=disabled)")
@@ -622,13 +620,12 @@ def usage_import(
     except UsageFileError as exc:
         raise fail(str(exc)) from None
     settings = _settings(database_url)
-    settings.scheduler_enabled = False
-    from api.app import build_services
+    from api.container import build_container
     from optimizer import outbound
     from optimizer.errors import DomainError
 
-    services = build_services(settings)
-    services.start()  # decisions for worsening classes use the champions, not untrained policies
+    services = build_container(settings, background_checkpoints=False)
+    services.load_champions()  # decisions for worsening classes use them, not untrained ones
     try:
         results = outbound.record_usage(
             services.engine, services.decisions, rows=rows, config=settings.usage_index, emit=emit
@@ -710,7 +707,7 @@ def worker(
     import threading
 
     os.environ.setdefault("CAMPOPT_LOG_JSON", "true")
-    from api.app import build_services
+    from api.container import build_container
     from api.observability import configure_logging, serve_metrics
 
     settings = _settings(database_url)
@@ -719,7 +716,7 @@ def worker(
         configure_logging(settings.log_level)
     if metrics_port is not None:
         serve_metrics(metrics_port, metrics_host)
-    services = build_services(settings)
+    services = build_container(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from api.app import build_services
+from api.container import build_container
 from api.settings import Settings
 from campaign_db import queries
 from campaign_db.catalog import load_catalog
@@ -48,25 +48,26 @@ def run_demo(
         mlflow_tracking_uri="disabled",
         scheduler_enabled=False,
     )
-    services = build_services(settings)
+    container = build_container(settings)
+    container.checkpointer.start()
     try:
-        with session_scope(services.engine, write=True) as session:
+        with session_scope(container.engine, write=True) as session:
             load_catalog(session, catalog=catalog, source="example catalog", actor="demo")
-        services.catalog.refresh(force=True)
+        container.catalog.refresh(force=True)
         learner = OnlineLearner(
-            services.engine, services.catalog, publisher=PoolPublisher(services.policies)
+            container.engine, container.catalog, publisher=PoolPublisher(container.policies)
         )
         simulation = Simulation(
-            services.engine,
-            services.decisions,
+            container.engine,
+            container.decisions,
             learner,
             config=config,
             usage_config=settings.usage_index,
         )
         simulation.populate()
         result = simulation.run(on_day)
-        snapshot, lines = services.catalog.current()
-        with session_scope(services.engine) as session:
+        snapshot, lines = container.catalog.current()
+        with session_scope(container.engine) as session:
             contacts = queries.all_contacts(session)
         summary = summarize(
             result,
@@ -76,11 +77,11 @@ def run_demo(
         )
         registered = {}
         if register:
-            registered = _register(services.engine, learner, snapshot, lines, out)
+            registered = _register(container.engine, learner, snapshot, lines, out)
             summary["registered_champions"] = registered
         report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
     finally:
-        services.close()
+        container.close()
     return DemoResult(summary=summary, report=report, database=database, registered=registered)
 
 

@@ -9,27 +9,49 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
 
 from api.observability import GUARDRAIL
+from api.settings import Settings
 from campaign_db import queries
 from campaign_db.engine import LeaderLock, session_scope
 from optimizer.core.values import utcnow
+from optimizer.decisions import DecisionService
 from optimizer.guardrails import monitor
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import emit_pending_triggers
 from optimizer.rewards import finalize_due
+from optimizer.serving import CatalogCache
 
 if TYPE_CHECKING:
-    from api.app import Services
+    from optimizer.lifecycle import PolicyLifecycle
+    from optimizer.registry import PolicyRegistry
 
 log = logging.getLogger("campopt.scheduler")
 
 
+class JobServices(Protocol):
+    """What the jobs use; the container provides it (a Protocol, so that this module does not
+    import the container that builds the runner)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def catalog(self) -> CatalogCache: ...
+    @property
+    def decisions(self) -> DecisionService: ...
+    @property
+    def source(self) -> PolicyRegistry | None: ...
+    def lifecycle(self) -> PolicyLifecycle | None: ...
+
+
 class SchedulerRunner:
-    def __init__(self, services: Services, learner: OnlineLearner) -> None:
+    def __init__(self, services: JobServices, learner: OnlineLearner) -> None:
         self.services = services
         self.learner = learner
         self.lock = LeaderLock(services.engine)
@@ -163,10 +185,9 @@ class SchedulerRunner:
 
     def reconcile(self) -> None:
         from optimizer.publishing import reconcile_aliases
-        from optimizer.registry import PolicyRegistry
 
-        assert isinstance(self.services.source, PolicyRegistry)
-        reconcile_aliases(self.services.engine, self.services.source)
+        if self.services.source is not None:
+            reconcile_aliases(self.services.engine, self.services.source)
 
     def stop(self) -> None:
         self._stop.set()
