@@ -36,7 +36,10 @@ log = logging.getLogger("campopt.api")
 
 @dataclass
 class Container:
-    """What the routes, jobs and commands need, built once per process."""
+    """What the routes, jobs and commands need, built once per process.
+
+    A store behind a port is one field typed by its Protocol and one line in `build_container`.
+    """
 
     settings: Settings
     engine: Engine
@@ -65,20 +68,21 @@ class Container:
             )
         return self._lifecycle
 
-    def load_champions(self) -> None:
-        """Read the catalog and load every frame's serving policy, once, in this thread."""
+    def _want_every_frame(self) -> None:
         self.catalog.refresh(force=True)
         snapshot, _ = self.catalog.current()
         self.policies.want(list(snapshot.frames))
+
+    def load_champions(self) -> None:
+        """Read the catalog and load every frame's serving policy, once, in this thread."""
+        self._want_every_frame()
         self.policies.refresh()
 
     def start(self, *, first_reload_seconds: float = 10.0) -> None:
         """Read the catalog, load the champions (waiting a bounded time for the registry: an
         unreachable one must not hold up serving), keep reloading, and run the jobs if enabled."""
         self.checkpointer.start()
-        self.catalog.refresh(force=True)
-        snapshot, _ = self.catalog.current()
-        self.policies.want(list(snapshot.frames))
+        self._want_every_frame()
         self.reloader.start()
         self.reloader.first_pass.wait(first_reload_seconds)
         if self.settings.scheduler_enabled:
