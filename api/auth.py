@@ -20,8 +20,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 
+from campaign_db.engine import Engine
 from campaign_db.keys import SqlKeyStore
 from optimizer.core.values import utcnow
 from optimizer.ports.keys import KeyStore, NewApiKey

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
-from api.app import build_services
+from api.container import build_container
 from api.settings import Settings
 from campaign_db.catalog import load_catalog
-from campaign_db.decision_logs import SqlDecisionLogs
-from campaign_db.engine import session_scope
+from campaign_db.engine import Engine, session_scope
 from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner, PoolPublisher
@@ -49,28 +46,29 @@ def run_demo(
         mlflow_tracking_uri="disabled",
         scheduler_enabled=False,
     )
-    services = build_services(settings)
+    container = build_container(settings)
+    container.checkpointer.start()
     try:
-        with session_scope(services.engine, write=True) as session:
+        with session_scope(container.engine, write=True) as session:
             load_catalog(session, catalog=catalog, source="example catalog", actor="demo")
-        services.catalog.refresh(force=True)
+        container.catalog.refresh(force=True)
         learner = OnlineLearner(
-            SqlLearningStore(services.engine),
-            services.catalog,
-            publisher=PoolPublisher(services.policies),
+            container.learning,
+            container.catalog,
+            publisher=PoolPublisher(container.policies),
         )
         simulation = Simulation(
-            services.engine,
-            services.decisions,
+            container.engine,
+            container.decisions,
             learner,
-            logs=SqlDecisionLogs(services.engine),
+            logs=container.decision_logs,
             config=config,
             usage_config=settings.usage_index,
         )
         simulation.populate()
         result = simulation.run(on_day)
-        snapshot, lines = services.catalog.current()
-        contacts = SqlDecisionLogs(services.engine).contacts()
+        snapshot, lines = container.catalog.current()
+        contacts = container.decision_logs.contacts()
         summary = summarize(
             result,
             contacts=contacts,
@@ -79,11 +77,11 @@ def run_demo(
         )
         registered = {}
         if register:
-            registered = _register(services.engine, learner, snapshot, lines, out)
+            registered = _register(container.engine, learner, snapshot, lines, out)
             summary["registered_champions"] = registered
         report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
     finally:
-        services.close()
+        container.close()
     return DemoResult(summary=summary, report=report, database=database, registered=registered)
 
 

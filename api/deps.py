@@ -1,18 +1,68 @@
-"""Dependencies the routes declare."""
+"""Dependencies the routes declare: each hands a route the one typed object it needs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-if TYPE_CHECKING:
-    from api.app import Services
+from api.auth import KeyVerifier
+from api.container import Container
+from api.readiness import ReadinessProbe
+from api.settings import Settings
+from optimizer.decisions import DecisionService
+from optimizer.errors import ConflictError
+from optimizer.lifecycle import PolicyLifecycle
+from optimizer.ports.audit import AuditLog
+from optimizer.serving import CatalogCache
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.services
+    return container
 
 
-ServicesDep = Annotated["Services", Depends(get_services)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+ServicesDep = ContainerDep
+"""The whole container, for routes that still reach for several of its parts."""
+
+
+def get_settings(container: ContainerDep) -> Settings:
+    return container.settings
+
+
+def get_catalog(container: ContainerDep) -> CatalogCache:
+    return container.catalog
+
+
+def get_decisions(container: ContainerDep) -> DecisionService:
+    return container.decisions
+
+
+def get_keys(container: ContainerDep) -> KeyVerifier:
+    return container.keys
+
+
+def get_audit(container: ContainerDep) -> AuditLog:
+    return container.audit
+
+
+def get_readiness(container: ContainerDep) -> ReadinessProbe:
+    return container.readiness
+
+
+def get_lifecycle(container: ContainerDep) -> PolicyLifecycle:
+    """Training, gating and promotion; 409 when this server runs without a registry."""
+    lifecycle = container.lifecycle()
+    if lifecycle is None:
+        raise ConflictError("registry", "the model registry is disabled on this server")
+    return lifecycle
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogDep = Annotated[CatalogCache, Depends(get_catalog)]
+DecisionsDep = Annotated[DecisionService, Depends(get_decisions)]
+KeysDep = Annotated[KeyVerifier, Depends(get_keys)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
+ReadinessDep = Annotated[ReadinessProbe, Depends(get_readiness)]
+LifecycleDep = Annotated[PolicyLifecycle, Depends(get_lifecycle)]

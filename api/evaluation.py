@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.parquet as pq
-from sqlalchemy import Engine
 
 from campaign_db.catalog import read_snapshot
 from campaign_db.decision_logs import SqlDecisionLogs
-from campaign_db.engine import session_scope
+from campaign_db.engine import Engine, session_scope
 from offline_eval import Estimate
 from offline_eval.io import (
     from_arrow,

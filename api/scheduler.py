@@ -9,31 +9,63 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from api.observability import GUARDRAIL
-from campaign_db.audit import SqlAuditLog
-from campaign_db.engine import LeaderLock, session_scope
-from campaign_db.governance import SqlGovernanceStore
-from campaign_db.outbox import SqlOutboxStore
-from campaign_db.privacy import purge_before
-from campaign_db.rewards import SqlRewardStore
+from api.settings import Settings
+from campaign_db.engine import Engine, LeaderLock
+from campaign_db.privacy import purge
 from optimizer.core.values import utcnow
 from optimizer.guardrails import GuardrailMonitor
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import emit_pending_triggers
+from optimizer.ports.audit import AuditLog
+from optimizer.ports.governance import GuardrailStore
+from optimizer.ports.learning import ServingRecords
+from optimizer.ports.outbox import OutboxStore
+from optimizer.ports.rewards import RewardStore
 from optimizer.rewards import finalize_due
+from optimizer.serving import CatalogCache
 
 if TYPE_CHECKING:
-    from api.app import Services
+    from optimizer.decisions import DecisionService
+    from optimizer.lifecycle import PolicyLifecycle
+    from optimizer.registry import PolicyRegistry
 
 log = logging.getLogger("campopt.scheduler")
 
 
+class JobServices(Protocol):
+    """What the jobs use; the container provides it (a Protocol, so that this module does not
+    import the container that builds the runner)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def catalog(self) -> CatalogCache: ...
+    @property
+    def decisions(self) -> DecisionService: ...
+    @property
+    def source(self) -> PolicyRegistry | None: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def learning(self) -> ServingRecords: ...
+    @property
+    def rewards(self) -> RewardStore: ...
+    @property
+    def outbox(self) -> OutboxStore: ...
+    @property
+    def governance(self) -> GuardrailStore: ...
+    def lifecycle(self) -> PolicyLifecycle | None: ...
+
+
 class SchedulerRunner:
-    def __init__(self, services: Services, learner: OnlineLearner) -> None:
+    def __init__(self, services: JobServices, learner: OnlineLearner) -> None:
         self.services = services
         self.learner = learner
         self.lock = LeaderLock(services.engine)
@@ -116,7 +148,7 @@ class SchedulerRunner:
     # --- the jobs: one domain call each --------------------------------------------------------
 
     def finalize(self) -> None:
-        finalize_due(SqlRewardStore(self.services.engine), now=utcnow())
+        finalize_due(self.services.rewards, now=utcnow())
 
     def learn(self) -> None:
         self.learner.run_until_caught_up()
@@ -125,13 +157,12 @@ class SchedulerRunner:
         self.learner.checkpoint()
 
     def emit(self) -> None:
-        emit_pending_triggers(SqlOutboxStore(self.services.engine), self.services.decisions)
+        emit_pending_triggers(self.services.outbox, self.services.decisions)
 
     def guard(self) -> None:
         lifecycle = self.services.lifecycle()
         snapshot, _ = self.services.catalog.current()
-        engine = self.services.engine
-        guardrails = GuardrailMonitor(SqlGovernanceStore(engine), SqlAuditLog(engine))
+        guardrails = GuardrailMonitor(self.services.governance, self.services.audit)
         results = guardrails.monitor(
             list(snapshot.frames),
             rollback=lifecycle.rollback if lifecycle is not None else None,
@@ -152,12 +183,11 @@ class SchedulerRunner:
     def retain(self) -> None:
         settings = self.services.settings
         now = utcnow()
-        with session_scope(self.services.engine, write=True) as session:
-            purged = purge_before(
-                session,
-                logs_before=now - timedelta(days=settings.retention_days),
-                audit_before=now - timedelta(days=settings.audit_retention_days),
-            )
+        purged = purge(
+            self.services.engine,
+            logs_before=now - timedelta(days=settings.retention_days),
+            audit_before=now - timedelta(days=settings.audit_retention_days),
+        )
         if purged.decisions or purged.audit:
             log.info("retention purge", extra=purged.__dict__)
 
@@ -167,12 +197,10 @@ class SchedulerRunner:
             lifecycle.train_and_promote_all()
 
     def reconcile(self) -> None:
-        from campaign_db.learning import SqlLearningStore
         from optimizer.publishing import reconcile_aliases
-        from optimizer.registry import PolicyRegistry
 
-        assert isinstance(self.services.source, PolicyRegistry)
-        reconcile_aliases(SqlLearningStore(self.services.engine), self.services.source)
+        if self.services.source is not None:
+            reconcile_aliases(self.services.learning, self.services.source)
 
     def stop(self) -> None:
         self._stop.set()

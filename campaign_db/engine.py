@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Engine as Engine  # the handle other packages pass to our stores
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -106,6 +107,16 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     sqlite3.Error,
     psycopg.Error,
 )
+
+
+def answers(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now (readiness)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
 
 
 def database_unavailable(exc: BaseException) -> bool:

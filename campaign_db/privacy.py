@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
+from campaign_db.engine import session_scope
 from campaign_db.models import (
     AuditLog,
     ContactHistory,
@@ -111,3 +113,9 @@ def purge_before(
         int(health_changes),
         pruned,
     )
+
+
+def purge(engine: Engine, *, logs_before: datetime, audit_before: datetime) -> Purged:
+    """`purge_before` in a transaction of its own (the retention job)."""
+    with session_scope(engine, write=True) as session:
+        return purge_before(session, logs_before=logs_before, audit_before=audit_before)

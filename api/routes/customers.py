@@ -13,7 +13,6 @@ from sqlmodel import Field
 from api.auth import AdminKey, FeedbackKey, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from campaign_db.customers import SqlCustomerStore
 from campaign_db.models import CustomerBase
 from optimizer import customers
 from optimizer.core.catalog import (
@@ -36,7 +35,7 @@ ChannelPath = Annotated[str, Path(pattern=KEY_PATTERN)]
 
 
 def customer_store(services: ServicesDep) -> CustomerStore:
-    return SqlCustomerStore(services.engine)
+    return services.customers
 
 
 CustomerStoreDep = Annotated[CustomerStore, Depends(customer_store)]

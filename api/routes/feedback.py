@@ -18,7 +18,6 @@ from api.schemas import (
     RewardIn,
     RewardResult,
 )
-from campaign_db.feedback import SqlFeedbackStore
 from optimizer import feedback
 from optimizer.core.values import utcnow
 
@@ -37,9 +36,7 @@ def post_event(
     unsubscribed or complained. A repeated `event_id` changes nothing and gets the first answer;
     the same `event_id` for another decision or kind is a 409 (an unsubscribe or complaint still
     revokes the channel's consent)."""
-    result = feedback.record_event(
-        SqlFeedbackStore(services.engine), decision_id=decision_id, event=event.report()
-    )
+    result = feedback.record_event(services.feedback, decision_id=decision_id, event=event.report())
     if event.occurred_at is not None:
         FEEDBACK_LAG.labels(kind="event").observe(
             max((utcnow() - event.occurred_at).total_seconds(), 0)
@@ -61,7 +58,7 @@ def post_conversion(
     `conversion_id` changes nothing and gets the first answer (200); the same id with another
     customer, type, value or time is a 409."""
     result = feedback.record_conversion(
-        SqlFeedbackStore(services.engine),
+        services.feedback,
         conversion=conversion.report(),
         pseudonym_salt=services.settings.pseudonym_salt,
     )
@@ -79,7 +76,5 @@ def post_reward(
     _key: FeedbackKey, decision_id: uuid.UUID, reward: RewardIn, services: ServicesDep
 ) -> RewardResult:
     """Set a decision's reward directly (it becomes final when the window closes)."""
-    result = feedback.record_reward(
-        SqlFeedbackStore(services.engine), decision_id=decision_id, value=reward.value
-    )
+    result = feedback.record_reward(services.feedback, decision_id=decision_id, value=reward.value)
     return RewardResult.model_validate(result, from_attributes=True)

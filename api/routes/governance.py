@@ -12,9 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import ApproveKey, Principal, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from campaign_db.audit import SqlAuditLog
-from campaign_db.governance import SqlGovernanceStore
-from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import KEY_PATTERN
 from optimizer.core.values import NulFreeStr, Timestamp, utcnow
 from optimizer.errors import ConflictError, NotFoundError
@@ -37,11 +34,11 @@ VersionId = Annotated[
 
 def governance_store(services: ServicesDep) -> GovernanceStore:
     """The frames' store over the service's database; routes never open a session."""
-    return SqlGovernanceStore(services.engine)
+    return services.governance
 
 
 def audit_log(services: ServicesDep) -> AuditLog:
-    return SqlAuditLog(services.engine)
+    return services.audit
 
 
 GovernanceDep = Annotated[GovernanceStore, Depends(governance_store)]
@@ -185,11 +182,7 @@ def frame_status(
             offer_cost_per_decision=measured.offer_cost_per_decision,
             max_offer_cost_per_decision=frame.spec.guardrails.max_offer_cost_per_decision,
         )
-    serving = (
-        serving_states(SqlLearningStore(services.engine)).get(key)
-        if services.source is not None
-        else None
-    )
+    serving = serving_states(services.learning).get(key) if services.source is not None else None
     return FrameStatusOut(
         key=key,
         active_version=frame.version if frame else None,

@@ -7,12 +7,9 @@ from typing import Literal
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
-from api.deps import ServicesDep
+from api.deps import ReadinessDep
 from api.observability import metrics_payload
-from campaign_db.learning import SqlLearningStore
-from optimizer.publishing import serving_states
 
 router = APIRouter(tags=["health"])
 
@@ -42,50 +39,13 @@ async def healthz() -> Alive:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-def readyz(services: ServicesDep) -> JSONResponse:
+def readyz(probe: ReadinessDep) -> JSONResponse:
     """Ready to decide? The database must answer and the first look for champions must be
     over; an unreachable MLflow or a failed policy reload only degrades the service, which keeps
     serving the policies it has loaded."""
-    try:
-        with services.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        database = True
-    except Exception:
-        database = False
-    try:
-        services.catalog.current()
-        catalog = True
-    except Exception:
-        catalog = False
-    registry: Literal["reachable", "unreachable", "disabled"] = "disabled"
-    tampered: dict[str, str] = {}
-    if services.source is not None:
-        registry = "reachable" if services.registry_reachable() else "unreachable"
-        if database:
-            tampered = {
-                name: state.tampered_alias
-                for name, state in serving_states(SqlLearningStore(services.engine)).items()
-                if state.tampered_alias is not None
-            }
-    ok = services.policies.last_refresh_ok
-    status: Literal["ready", "degraded", "starting", "unavailable"] = "ready"
-    if not (database and catalog):
-        status = "unavailable"
-    elif not services.reloader.first_pass.is_set():
-        status = "starting"
-    elif registry == "unreachable" or not ok:
-        status = "degraded"
-    body = Readiness(
-        status=status,
-        database=database,
-        catalog=catalog,
-        policies=services.policies.loaded(),
-        policy_reload_ok=ok,
-        registry=registry,
-        tampered_aliases=tampered,
-    )
-    ready = status in ("ready", "degraded")
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    report = probe.check()
+    body = Readiness.model_validate(report, from_attributes=True)
+    return JSONResponse(body.model_dump(), status_code=200 if report.ready else 503)
 
 
 @router.get("/metrics", include_in_schema=False)

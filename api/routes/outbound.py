@@ -12,8 +12,6 @@ from api.auth import DecideKey, FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.routes.customers import CustomerIdPath
-from campaign_db.feedback import SqlFeedbackStore
-from campaign_db.outbox import SqlOutboxStore
 from optimizer import outbound
 from optimizer.core.catalog import KEY_PATTERN
 from optimizer.errors import NotFoundError
@@ -33,12 +31,12 @@ router = APIRouter(tags=["outbound"])
 
 
 def outbox_store(services: ServicesDep) -> OutboxStore:
-    return SqlOutboxStore(services.engine)
+    return services.outbox
 
 
 def sent_recorder(services: ServicesDep) -> SentRecorder:
     def record_sent(events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> None:
-        record_events(SqlFeedbackStore(services.engine), events=events, now=now)
+        record_events(services.feedback, events=events, now=now)
 
     return record_sent
 

@@ -20,8 +20,9 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from api.app import build_services, create_app
+from api.app import create_app
 from api.auth import create_key
+from api.container import build_container
 from api.settings import Settings
 from campaign_db import migrate
 from campaign_db.audit import SqlAuditLog
@@ -91,7 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             consents=[(c, ch) for c in ids for ch in ("email", "sms", "app_inbox")],
             now=START,
         )
-    services = build_services(settings.model_copy(update={"mlflow_tracking_uri": "disabled"}))
+    services = build_container(settings.model_copy(update={"mlflow_tracking_uri": "disabled"}))
     rng = np.random.default_rng(4)
     futures = [
         services.decisions.submit(
