@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import ConfigDict, StringConstraints, field_validator
-from sqlmodel import Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api.auth import AdminKey, FeedbackKey, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from campaign_db.models import CustomerBase
 from optimizer import customers
 from optimizer.core.catalog import (
     KEY_PATTERN,
@@ -41,33 +40,43 @@ def customer_store(services: ServicesDep) -> CustomerStore:
 CustomerStoreDep = Annotated[CustomerStore, Depends(customer_store)]
 
 
-# The HTTP shapes: the profile family of `campaign_db.models`, checked and answered here.
+# The HTTP shapes of a profile, checked and answered here.
+
+
+def _enum(values: Iterable[str]) -> dict[str, Any]:
+    """The schema lists what the validators accept."""
+    return {"enum": list(values)}
+
+
+class CustomerBase(BaseModel):
+    health_class: str = "B"
+    usage_index: float = 0.5
+    customer_since: date | None = None
+    time_zone: str = Field(default="Europe/Berlin", max_length=64)
+    language: str = Field(default="de", max_length=8)
+    attributes: dict[str, Any] | None = None
 
 
 class CustomerUpsert(CustomerBase):
     """A profile as a CRM sends it: validated before it reaches the table. Unknown fields are
     refused, so a misspelt field is an error rather than a silently kept default."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid")
 
     # the schema lists what the validators accept
-    health_class: str = Field(
-        default="B", schema_extra={"json_schema_extra": {"enum": [c.value for c in HealthClass]}}
-    )
+    health_class: str = Field(default="B", json_schema_extra=_enum(c.value for c in HealthClass))
     usage_index: JsonFloat = Field(default=0.5, ge=0.0, le=1.0)
     customer_since: CalendarDate | None = None
     time_zone: str = Field(
         default="Europe/Berlin",
         max_length=64,
-        schema_extra={"json_schema_extra": {"enum": sorted(time_zones())}},
+        json_schema_extra=_enum(sorted(time_zones())),
     )
-    language: str = Field(
-        default="de", max_length=8, schema_extra={"json_schema_extra": {"enum": languages()}}
-    )
+    language: str = Field(default="de", max_length=8, json_schema_extra=_enum(languages()))
     attributes: (
         dict[Annotated[str, StringConstraints(max_length=64)], str | int | float | bool | None]
         | None
-    ) = Field(default=None, schema_extra={"json_schema_extra": {"maxProperties": 64}})
+    ) = Field(default=None, json_schema_extra={"maxProperties": 64})
 
     @field_validator("health_class")
     @classmethod
