@@ -16,7 +16,7 @@ from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
-from optimizer.simulator.run import Simulation, SimulationConfig
+from optimizer.simulator.run import Simulation, SimulationConfig, SimulationStores
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,17 @@ def run_demo(
             container.catalog,
             publisher=PoolPublisher(container.policies),
         )
+        stores = SimulationStores(
+            customers=container.customers,
+            outbox=container.outbox,
+            feedback=container.feedback,
+            rewards=container.rewards,
+            logs=container.decision_logs,
+        )
         simulation = Simulation(
-            container.engine,
+            stores,
             container.decisions,
             learner,
-            logs=container.decision_logs,
             config=config,
             usage_config=settings.usage_index,
         )

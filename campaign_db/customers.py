@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -241,6 +242,27 @@ def _stored(customer: Customer, consents: list[ConsentRow]) -> StoredCustomer:
 class SqlCustomerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def import_customers(
+        self,
+        customers: Sequence[tuple[str, Profile]],
+        *,
+        granted: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        rows = [
+            {
+                "id": customer_id,
+                "health_class": p.health_class,
+                "usage_index": p.usage_index,
+                "customer_since": p.customer_since,
+                "time_zone": p.time_zone,
+                "language": p.language,
+            }
+            for customer_id, p in customers
+        ]
+        with session_scope(self.engine, write=True) as session:
+            add_customers(session, customers=rows, consents=list(granted), now=now)
 
     def upsert(
         self, *, customer_id: str, profile: Profile, now: datetime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -46,6 +46,25 @@ class MemoryCustomerStore:
             created_at = now if known is None else known.created_at
             self._customers[customer_id] = _Customer(profile, created_at, now)
             return self._stored(customer_id), known is None
+
+    def import_customers(
+        self,
+        customers: Sequence[tuple[str, Profile]],
+        *,
+        granted: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        with self.lock:
+            for customer_id, profile in customers:
+                self._customers[customer_id] = _Customer(profile, now, now)
+            for customer_id, channel in granted:
+                self._consents[(customer_id, channel)] = Consent(
+                    customer_id=customer_id,
+                    channel=channel,
+                    granted=True,
+                    source="import",
+                    changed_at=now,
+                )
 
     def get(self, *, customer_id: str) -> StoredCustomer | None:
         with self.lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -68,6 +68,17 @@ class CustomerStore(Protocol):
         ...
 
     def get(self, *, customer_id: str) -> StoredCustomer | None: ...
+
+    def import_customers(
+        self,
+        customers: Sequence[tuple[str, Profile]],
+        *,
+        granted: Sequence[tuple[str, str]],
+        now: datetime,
+    ) -> None:
+        """Create many new customers and their granted (customer, channel) consents at once
+        (imports, simulations), without an audit entry per consent."""
+        ...
 
     def set_consent(self, consent: Consent, *, audit: AuditEntry) -> Consent:
         """Store the consent and its audit entry together. Raises `UnknownCustomerError` or

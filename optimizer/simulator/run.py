@@ -21,13 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
 
-from campaign_db.customers import add_customers
-from campaign_db.engine import session_scope
-from campaign_db.feedback import SqlFeedbackStore
-from campaign_db.outbox import SqlOutboxStore
-from campaign_db.rewards import SqlRewardStore
 from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind
 from optimizer.decisions import DecisionService
@@ -35,7 +29,11 @@ from optimizer.feedback import ConversionReport, EventReport, record_conversions
 from optimizer.health import UsageIn, UsageIndexConfig
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import OutboxAck, UsageRow, ack_outbox, fetch_outbox, record_usage
+from optimizer.ports.customers import CustomerStore, Profile
 from optimizer.ports.decision_logs import DecisionLogReader, LoggedDecision
+from optimizer.ports.feedback import FeedbackStore
+from optimizer.ports.outbox import OutboxStore
+from optimizer.ports.rewards import RewardStore
 from optimizer.rewards import finalize_due
 from optimizer.simulator.population import Population
 from optimizer.simulator.truth import GroundTruth
@@ -100,22 +98,32 @@ class _Pending:
     payload: Any = field(compare=False)
 
 
+@dataclass(frozen=True)
+class SimulationStores:
+    """The stores the simulated loop writes through: the same ones the service uses."""
+
+    customers: CustomerStore
+    outbox: OutboxStore
+    feedback: FeedbackStore
+    rewards: RewardStore
+    logs: DecisionLogReader
+
+
 class Simulation:
     def __init__(
         self,
-        engine: Engine,
+        stores: SimulationStores,
         decisions: DecisionService,
         learner: OnlineLearner,
         *,
-        logs: DecisionLogReader,
         config: SimulationConfig,
         usage_config: UsageIndexConfig,
     ) -> None:
-        self.engine = engine
+        self.stores = stores
         self.decisions = decisions
-        self.outbox = SqlOutboxStore(engine)
+        self.outbox = stores.outbox
         self.learner = learner
-        self.logs = logs
+        self.logs = stores.logs
         self.config = config
         self.usage_config = usage_config
         self.rng = np.random.default_rng(config.seed)
@@ -148,31 +156,31 @@ class Simulation:
         batch = 5_000
         for start in range(0, len(pop), batch):
             ids = range(start, min(start + batch, len(pop)))
-            with session_scope(self.engine, write=True) as session:
-                add_customers(
-                    session,
-                    customers=[
-                        {
-                            "id": pop.ids[i],
-                            "health_class": str(classes[i]),
-                            "usage_index": float(round(pop.usage[i], 6)),
-                            "customer_since": pop.customer_since[i],
-                            "time_zone": str(pop.time_zone[i]),
-                            "language": str(pop.language[i]),
-                        }
-                        for i in ids
-                    ],
-                    consents=[
-                        (pop.ids[i], channel)
-                        for i in ids
-                        for channel, granted in pop.consents.items()
-                        if granted[i]
-                    ],
-                    now=now,
-                )
+            self.stores.customers.import_customers(
+                [
+                    (
+                        pop.ids[i],
+                        Profile(
+                            health_class=str(classes[i]),
+                            usage_index=float(round(pop.usage[i], 6)),
+                            customer_since=pop.customer_since[i],
+                            time_zone=str(pop.time_zone[i]),
+                            language=str(pop.language[i]),
+                        ),
+                    )
+                    for i in ids
+                ],
+                granted=[
+                    (pop.ids[i], channel)
+                    for i in ids
+                    for channel, granted in pop.consents.items()
+                    if granted[i]
+                ],
+                now=now,
+            )
 
     def _record_sent(self, events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> None:
-        record_events(SqlFeedbackStore(self.engine), events=events, now=now)
+        record_events(self.stores.feedback, events=events, now=now)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -266,10 +274,10 @@ class Simulation:
         for decision in logged:
             self._observe(decision, events, via_outbox=decision.id in from_outbox)
         if events:
-            record_events(SqlFeedbackStore(self.engine), events=events, now=end)
+            record_events(self.stores.feedback, events=events, now=end)
 
         self._post_until(end)
-        finalize_due(SqlRewardStore(self.engine), now=end)
+        finalize_due(self.stores.rewards, now=end)
         if not self.config.learn:
             return
         while True:
@@ -377,4 +385,4 @@ class Simulation:
             due.append(heapq.heappop(self._queue).payload)
         if due:
             self.counts["conversions"] += len(due)
-            record_conversions(SqlFeedbackStore(self.engine), conversions=due, now=moment)
+            record_conversions(self.stores.feedback, conversions=due, now=moment)

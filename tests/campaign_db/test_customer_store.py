@@ -62,6 +62,21 @@ def test_upsert_round_trips_the_profile_and_replaces_it_whole(stores: Stores) ->
     assert store.get(customer_id="c2") is None
 
 
+def test_an_import_creates_every_customer_with_its_granted_consents(stores: Stores) -> None:
+    plain = Profile(health_class="A", usage_index=0.9, customer_since=date(2020, 1, 2))
+    stores.customers.import_customers(
+        [("c1", plain), ("c2", Profile())], granted=[("c1", "email"), ("c1", "app_push")], now=T0
+    )
+    first = stores.customers.get(customer_id="c1")
+    second = stores.customers.get(customer_id="c2")
+    assert first is not None
+    assert second is not None
+    assert first.profile == plain
+    assert (first.created_at, first.updated_at) == (T0, T0)
+    assert dict(first.consents) == {"email": True, "app_push": True}
+    assert dict(second.consents) == {}
+
+
 def test_the_latest_consent_wins_with_its_audit_entry(stores: Stores) -> None:
     store = stores.customers
     store.upsert(customer_id="c1", profile=PROFILE, now=T0)
