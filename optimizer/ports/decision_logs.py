@@ -14,6 +14,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from optimizer.ports.audit import JsonValue
+
 POLICY_REASONS = ("policy", "policy_no_contact")
 """Decisions a policy made: the only ones that say anything about a policy (holdout and
 no-candidate decisions do not)."""
@@ -39,7 +41,7 @@ class LoggedDecision:
     trigger_key: str
     frame_key: str | None
     reason: str
-    context: Mapping[str, Any]
+    context: Mapping[str, JsonValue]
     candidate_action_ids: np.ndarray[Any, Any] | None
     probabilities: np.ndarray[Any, Any] | None
     chosen_action_id: int | None
@@ -57,7 +59,7 @@ class EvaluationRow:
     frame_key: str
     trigger_key: str
     policy_version: str | None
-    context: Mapping[str, Any]
+    context: Mapping[str, JsonValue]
     candidate_action_ids: np.ndarray[Any, Any]
     probabilities: np.ndarray[Any, Any]
     chosen_action_id: int

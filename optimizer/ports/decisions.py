@@ -18,6 +18,7 @@ import numpy as np
 
 from optimizer.core.decision import CustomerRecord
 from optimizer.core.values import DecisionReason
+from optimizer.ports.audit import JsonValue
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -33,7 +34,7 @@ class LogEntry:
     trigger: str
     catalog_revision: int | None
     reason: DecisionReason
-    context: Mapping[str, Any]
+    context: Mapping[str, JsonValue]
     eligibility_trace: Mapping[str, str]
     response: str
     request_digest: Mapping[str, str]
@@ -86,7 +87,7 @@ class StoredRequest:
     before digests were."""
 
     customer_id: str
-    answer: Mapping[str, Any]
+    answer: Mapping[str, JsonValue]
     digest: Mapping[str, str] | None
 
 
@@ -101,8 +102,8 @@ class LoggedCandidate:
 class LoggedDecision:
     """A logged decision read back: its answer document and what explains it."""
 
-    answer: Mapping[str, Any]
-    context: Mapping[str, Any]
+    answer: Mapping[str, JsonValue]
+    context: Mapping[str, JsonValue]
     candidates: tuple[LoggedCandidate, ...]
     chosen_action_id: int | None
     seed: int

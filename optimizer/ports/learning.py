@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from optimizer.core.policy_spec import PolicySpec
-from optimizer.ports.audit import AuditEntry
+from optimizer.ports.audit import AuditEntry, JsonValue
 
 ANY_VERSION: Literal["any"] = "any"
 """`record_serving(only_replacing=ANY_VERSION)`: replace whatever serves."""
@@ -23,7 +23,7 @@ class LearnableReward:
 
     sequence: int
     policy_name: str
-    context: Mapping[str, Any]
+    context: Mapping[str, JsonValue]
     action_ids: np.ndarray[Any, Any]
     chosen_action_id: int
     probability: float
