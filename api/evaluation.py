@@ -20,7 +20,7 @@ from offline_eval.io import (
     write_dsjson,
     write_parquet,
 )
-from offline_eval.report import EvaluationReport, evaluate_report
+from offline_eval.report import EvaluationReport, evaluate
 from optimizer.core.catalog import CatalogSnapshot
 from optimizer.core.values import FrameStatus
 from optimizer.evaluation import Step, compare_policies
@@ -66,7 +66,7 @@ def evaluate_file(path: Path, *, out: Path, fmt: Literal["markdown", "html"]) ->
         raise ValueError(f"{path}: no target__<name> columns to evaluate")
     data = from_arrow(table)
     segments = [s for s in SEGMENTS if s in table.schema.names]
-    return evaluate_report(data, targets, segments=segments, out_dir=out, fmt=fmt)
+    return evaluate(data, targets, segments=segments, out_dir=out, fmt=fmt)
 
 
 def export_logs(

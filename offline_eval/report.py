@@ -366,32 +366,6 @@ def evaluate(
     fmt: ReportFormat = "markdown",
     training: Mapping[str, TrainingWindow] | None = None,
     min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE,
-) -> ReportDict:
-    """`evaluate_report`, returning the estimates.json dict."""
-    return evaluate_report(
-        dataset,
-        policies,
-        estimators=estimators,
-        segments=segments,
-        predictions=predictions,
-        out_dir=out_dir,
-        fmt=fmt,
-        training=training,
-        min_effective_sample_size=min_effective_sample_size,
-    ).to_dict()
-
-
-def evaluate_report(
-    dataset: LoggedBandit,
-    policies: Mapping[str, FloatArray],
-    *,
-    estimators: Sequence[Estimator] | None = None,
-    segments: Sequence[str] = (),
-    predictions: FloatArray | None = None,
-    out_dir: str | Path,
-    fmt: ReportFormat = "markdown",
-    training: Mapping[str, TrainingWindow] | None = None,
-    min_effective_sample_size: float = MIN_EFFECTIVE_SAMPLE_SIZE,
 ) -> EvaluationReport:
     """Estimate every policy with every estimator, overall and per segment, and write
     report.md or report.html, estimates.json and PNG plots into `out_dir`.

@@ -31,7 +31,7 @@ from offline_eval import (
 )
 from offline_eval.estimators import Diagnostics
 from offline_eval.gate import GateConfig, GateResult, Guardrail, promotion_gate
-from offline_eval.report import EvaluationReport, ReportFormat, TrainingWindow, evaluate_report
+from offline_eval.report import EvaluationReport, ReportFormat, TrainingWindow, evaluate
 from optimizer.core.catalog import CatalogSnapshot, FrameVersion
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.features import ActionLines
@@ -229,7 +229,7 @@ def compare_policies(
     step("cross-fitting the reward model (VW regression, 5 folds)")
     predictions = reward_predictions(later, snapshot)
     step("estimating")
-    return evaluate_report(
+    return evaluate(
         later.data,
         policies,
         predictions=predictions,
@@ -328,7 +328,7 @@ def gate_candidate(
         frame_violations=spec.frame_violations(frame.spec.exploration),
         config=config,
     )
-    report = evaluate_report(
+    report = evaluate(
         later.data,
         targets,
         predictions=predictions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,11 @@ from offline_eval import (
 from offline_eval.report import TrainingWindow, segment_estimates
 from offline_eval.synthetic import SyntheticEnvironment, SyntheticSetting
 from tests.offline_eval.helpers import random_log
+
+
+def evaluate_dict(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The report as estimates.json holds it."""
+    return evaluate(*args, **kwargs).to_dict()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +51,7 @@ def test_evaluate_writes_report_json_and_plots(fmt: str, report_file: str, tmp_p
         "uniform": replay(data, policy=Uniform()),
         "greedy": replay(data, policy=EpsilonGreedy(predictions, epsilon=0.1)),
     }
-    report = evaluate(
+    report = evaluate_dict(
         data,
         policies,
         segments=["health_class", "channel"],
@@ -75,7 +81,7 @@ def test_evaluate_without_a_reward_model_uses_ips_and_snips(
     rng: np.random.Generator, tmp_path: Path
 ) -> None:
     data = random_log(rng, 500)
-    report = evaluate(data, {"target": data.target_probabilities}, out_dir=tmp_path)
+    report = evaluate_dict(data, {"target": data.target_probabilities}, out_dir=tmp_path)
     assert [e["estimator"] for e in report["policies"][0]["estimates"]] == ["IPS", "SNIPS"]
 
 
@@ -95,7 +101,7 @@ def test_segments_partition_the_log(rng: np.random.Generator) -> None:
 def test_unknown_segment_column_is_named(rng: np.random.Generator, tmp_path: Path) -> None:
     data = random_log(rng, 50)
     with pytest.raises(ValueError, match="context: no column 'region'"):
-        evaluate(data, {"t": data.target_probabilities}, segments=["region"], out_dir=tmp_path)
+        evaluate_dict(data, {"t": data.target_probabilities}, segments=["region"], out_dir=tmp_path)
 
 
 def test_report_says_when_an_estimate_was_clipped_to_the_reward_range(tmp_path: Path) -> None:
@@ -113,7 +119,7 @@ def test_report_says_when_an_estimate_was_clipped_to_the_reward_range(tmp_path: 
         logging_probabilities=logging,
         reward_range=(0.0, 1.0),
     )
-    report = evaluate(data, {"lucky": np.tile([1.0, 0.0], n)}, out_dir=tmp_path)
+    report = evaluate_dict(data, {"lucky": np.tile([1.0, 0.0], n)}, out_dir=tmp_path)
     (ips,) = [e for e in report["policies"][0]["estimates"] if e["estimator"] == "IPS"]
     assert ips["value"] == 1.0
     assert ips["clipped"] is True
@@ -128,7 +134,7 @@ def test_segments_with_a_small_effective_sample_size_are_warned_about(
     rng: np.random.Generator, tmp_path: Path
 ) -> None:
     data = random_log(rng, 600)
-    report = evaluate(
+    report = evaluate_dict(
         data,
         {"t": data.target_probabilities},
         segments=["health_class"],
@@ -154,7 +160,7 @@ def test_report_names_the_training_and_the_evaluation_windows(
 ) -> None:
     stamps = np.datetime64("2026-11-10T00:00:00") + np.arange(200) * np.timedelta64(1, "h")
     data = random_log(rng, 200, timestamp=stamps)
-    report = evaluate(
+    report = evaluate_dict(
         data,
         {"candidate": data.target_probabilities},
         out_dir=tmp_path,
