@@ -20,9 +20,6 @@ from offline_eval.report import EvaluationReport
 from optimizer.core.catalog import (
     CatalogSnapshot,
     CatalogSpec,
-    FrameVersion,
-    action_signature,
-    frame_actions,
     split_signature,
 )
 from optimizer.evaluation import Champion, GateEvidence, compare_policies, gate_candidate
@@ -32,39 +29,13 @@ from optimizer.offline import TrainingCutoff, load_decision_logs, train_policies
 from optimizer.policy import BanditPolicy, StoredModel
 from optimizer.ports.decision_logs import LogFilters, LoggedDecision
 from optimizer.serving import online_version
+from tests.optimizer.test_eligibility import snapshot_of
 
 MINIMAL = Path(__file__).resolve().parents[2] / "campaign_db" / "minimal_catalog.yaml"
 FRAME = "churn_prevention"
 START = datetime(2026, 11, 2, 9, tzinfo=UTC)
 N = 400
 TRUTH = {("free_month", "sms"): 0.6, ("free_month", "email"): 0.3}
-
-
-def snapshot_of(catalog: CatalogSpec) -> CatalogSnapshot:
-    signatures = {"no_contact"}
-    for frame in catalog.frames:
-        signatures |= {action_signature(*c) for c in frame_actions(frame, catalog.texts)}
-    return CatalogSnapshot(
-        revision=1,
-        triggers={t.key: t for t in catalog.triggers},
-        channels={c.key: c for c in catalog.channels},
-        send_times={s.key: s for s in catalog.send_times},
-        offers={o.key: o for o in catalog.offers},
-        texts={t.key: t for t in catalog.texts},
-        frames=tuple(
-            FrameVersion(
-                id=i + 1,
-                key=f.key,
-                version=1,
-                status="active",
-                spec=f,
-                approved_by="t",
-                approved_at=None,
-            )
-            for i, f in enumerate(catalog.frames)
-        ),
-        actions={sig: i + 1 for i, sig in enumerate(sorted(signatures))},
-    )
 
 
 @pytest.fixture(scope="module")
