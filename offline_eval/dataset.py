@@ -69,9 +69,19 @@ class LoggedBandit:
     tolerance: float = field(default=DEFAULT_TOLERANCE)
 
     def __post_init__(self) -> None:
-        self._normalise()
-        self._validate_core()
-        self._validate_target(self.target_probabilities)
+        self.__dict__.update(_normalised(self.__dict__))
+        offsets, logged, probs = self.offsets, self.logged_probability, self.logging_probabilities
+        _check_decisions(offsets, self.action_ids, self.chosen_index, logged, self.reward)
+        _check_reward_range(self.reward, self.reward_range)
+        if probs is not None:
+            gaps = _check_logging_distribution(
+                probs, offsets, self.uniform_size, logged, self.chosen_flat_index, self.tolerance
+            )
+            if gaps is not None:
+                self.__dict__["_support_gaps"] = gaps
+        _check_row_metadata(self.timestamp, self.context, self.n)
+        if self.target_probabilities is not None:
+            _check_target(self.target_probabilities, offsets, self.uniform_size, self.tolerance)
         self._validate_predictions(self.reward_predictions)
 
     # -- construction helpers -------------------------------------------------------------
@@ -79,157 +89,8 @@ class LoggedBandit:
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
 
-    def _normalise(self) -> None:
-        """Coerce dtypes once and freeze the arrays (read-only views, no copies when possible)."""
-        self._set("offsets", readonly(_as_1d(self.offsets, np.int64, "offsets")))
-        self._set("action_ids", readonly(_as_int32(self.action_ids, "action_ids")))
-        self._set("chosen_index", readonly(_as_int32(self.chosen_index, "chosen_index")))
-        for name in ("logged_probability", "reward"):
-            self._set(name, readonly(_as_1d(getattr(self, name), np.float64, name)))
-        for name in ("logging_probabilities", "target_probabilities", "reward_predictions"):
-            value = getattr(self, name)
-            if value is not None:
-                self._set(name, readonly(_as_1d(value, np.float64, name)))
-        if self.timestamp is not None:
-            raw = self.timestamp
-            if isinstance(raw, (pd.Series, pd.Index)) and isinstance(raw.dtype, pd.DatetimeTZDtype):
-                raw = (
-                    raw.tz_convert("UTC").tz_localize(None)
-                    if isinstance(raw, pd.Index)
-                    else (raw.dt.tz_convert("UTC").dt.tz_localize(None))
-                )
-            stamps = np.asarray(raw)
-            if not np.issubdtype(stamps.dtype, np.datetime64):
-                raise ValueError(f"timestamp: expected datetime64 values, got {stamps.dtype}")
-            self._set("timestamp", readonly(stamps.astype("datetime64[us]", copy=False)))
-        if self.context is not None and not isinstance(self.context, pd.DataFrame):
-            self._set("context", pd.DataFrame(self.context))
-        if not (0.0 < self.tolerance < 0.1):
-            raise ValueError(f"tolerance: must be in (0, 0.1), got {self.tolerance}")
-
-    def _validate_core(self) -> None:
-        offsets = self.offsets
-        if len(offsets) < 2:
-            raise ValueError("offsets: the log is empty (0 decisions)")
-        n = len(offsets) - 1
-        if offsets[0] != 0:
-            raise ValueError(f"offsets: must start at 0, starts at {int(offsets[0])}")
-        if int(offsets[-1]) != len(self.action_ids):
-            raise ValueError(
-                f"offsets: end at {int(offsets[-1])} but action_ids has {len(self.action_ids)} "
-                "candidates"
-            )
-        sizes = np.diff(offsets)
-        empty = int(np.count_nonzero(sizes <= 0))
-        if empty:
-            raise ValueError(f"offsets: {_rows(empty, n)} have no candidates")
-        for name in ("chosen_index", "logged_probability", "reward"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"{name}: has {len(getattr(self, name))} rows, expected {n}")
-        outside = int(np.count_nonzero((self.chosen_index < 0) | (self.chosen_index >= sizes)))
-        if outside:
-            raise ValueError(f"chosen_index: {_rows(outside, n)} point outside their candidates")
-        _check_probabilities(self.logged_probability, "logged_probability", n)
-        missing = int(np.count_nonzero(np.isnan(self.reward)))
-        if missing:
-            raise ValueError(f"reward: {_rows(missing, n)} are missing (NaN)")
-        infinite = int(np.count_nonzero(np.isinf(self.reward)))
-        if infinite:
-            raise ValueError(f"reward: {_rows(infinite, n)} are infinite")
-        if self.reward_range is not None:
-            low, high = self.reward_range
-            if not low <= high:
-                raise ValueError(f"reward_range: low {low} is above high {high}")
-            out = int(np.count_nonzero((self.reward < low) | (self.reward > high)))
-            if out:
-                raise ValueError(
-                    f"reward: {_rows(out, n)} are outside reward_range [{low}, {high}]"
-                )
-        if self.logging_probabilities is not None:
-            self._validate_logging_distribution(self.logging_probabilities)
-        if self.timestamp is not None:
-            if len(self.timestamp) != n:
-                raise ValueError(f"timestamp: has {len(self.timestamp)} rows, expected {n}")
-            missing = int(np.count_nonzero(np.isnat(self.timestamp)))
-            if missing:
-                raise ValueError(f"timestamp: {_rows(missing, n)} are missing (NaT)")
-        if self.context is not None and len(self.context) != n:
-            raise ValueError(f"context: has {len(self.context)} rows, expected {n}")
-
-    def _validate_logging_distribution(self, probs: FloatArray) -> None:
-        n, total = self.n, len(self.action_ids)
-        if len(probs) != total:
-            raise ValueError(f"logging_probabilities: has {len(probs)} values, expected {total}")
-        tol = self.tolerance
-        lowest, highest = _bounds(probs)
-        if lowest >= 0.0 and highest <= 1.0:
-            sums = row_sums(probs, self.offsets, self.uniform_size)
-            off, over = int(np.count_nonzero(np.abs(sums - 1.0) > tol)), 0
-            if lowest > 0.0:
-                # No zero and no NaN anywhere: the support check has nothing to look at.
-                empty = np.zeros(0, dtype=np.int64)
-                self.__dict__["_support_gaps"] = (empty, empty)
-        else:
-            known = ~np.isnan(probs)
-            bad = known & ((probs < 0.0) | (probs > 1.0))
-            rows = count_rows(bad, self.offsets, self.uniform_size)
-            if rows:
-                raise ValueError(
-                    f"logging_probabilities: {_rows(rows, n)} have values outside [0, 1]"
-                )
-            sums = row_sums(np.where(known, probs, 0.0), self.offsets, self.uniform_size)
-            complete = ~row_any(~known, self.offsets, self.uniform_size)
-            off = int(np.count_nonzero(complete & (np.abs(sums - 1.0) > tol)))
-            over = int(np.count_nonzero(~complete & (sums > 1.0 + tol)))
-        if off or over:
-            raise ValueError(
-                f"logging_probabilities: {_rows(off + over, n)} do not sum to 1 (tolerance {tol:g})"
-            )
-        at_chosen = probs[self.chosen_flat_index]
-        disagree = int(np.count_nonzero(~(np.abs(at_chosen - self.logged_probability) <= tol)))
-        if disagree:
-            raise ValueError(
-                f"logging_probabilities: {_rows(disagree, n)} disagree with logged_probability "
-                "at the chosen candidate (or leave it unknown)"
-            )
-
-    def _validate_target(self, target: FloatArray | None) -> None:
-        if target is None:
-            return
-        n, total = self.n, len(self.action_ids)
-        if len(target) != total:
-            raise ValueError(f"target_probabilities: has {len(target)} values, expected {total}")
-        lowest, highest = _bounds(target)
-        if not (lowest >= 0.0 and highest <= 1.0):
-            missing = count_rows(np.isnan(target), self.offsets, self.uniform_size)
-            if missing:
-                raise ValueError(
-                    f"target_probabilities: {_rows(missing, n)} have no target probability for "
-                    "some logged candidates (NaN)"
-                )
-            bad = count_rows((target < 0.0) | (target > 1.0), self.offsets, self.uniform_size)
-            raise ValueError(f"target_probabilities: {_rows(bad, n)} have values outside [0, 1]")
-        sums = row_sums(target, self.offsets, self.uniform_size)
-        off = int(np.count_nonzero(np.abs(sums - 1.0) > self.tolerance))
-        if off:
-            raise ValueError(
-                f"target_probabilities: {_rows(off, n)} do not sum to 1 "
-                f"(tolerance {self.tolerance:g})"
-            )
-
     def _validate_predictions(self, predictions: FloatArray | None) -> None:
-        if predictions is None:
-            return
-        total = len(self.action_ids)
-        if len(predictions) != total:
-            raise ValueError(f"reward_predictions: has {len(predictions)} values, expected {total}")
-        if all(np.isfinite(_bounds(predictions))):
-            return
-        bad = count_rows(~np.isfinite(predictions), self.offsets, self.uniform_size)
-        if bad:
-            raise ValueError(
-                f"reward_predictions: {_rows(bad, self.n)} have missing or infinite predictions"
-            )
+        _check_predictions(predictions, self.offsets)
 
     # -- derived values ----------------------------------------------------------------------
 
@@ -314,7 +175,7 @@ class LoggedBandit:
     def with_target(self, target_probabilities: npt.ArrayLike) -> LoggedBandit:
         """The same log with another target policy; only the new target is validated."""
         target = readonly(_as_1d(target_probabilities, np.float64, "target_probabilities"))
-        self._validate_target(target)
+        _check_target(target, self.offsets, self.uniform_size, self.tolerance)
         clone = self._clone()
         clone._set("target_probabilities", target)
         return clone
@@ -332,12 +193,7 @@ class LoggedBandit:
     ) -> LoggedBandit:
         """The same decisions with another outcome per row (a guardrail such as unsubscribes
         or offer cost), so any estimator can estimate it under a target policy."""
-        values = readonly(_as_1d(reward, np.float64, "reward"))
-        if len(values) != self.n:
-            raise ValueError(f"reward: expected {self.n} values, got {len(values)}")
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        if bad:
-            raise ValueError(f"reward: {_rows(bad, self.n)} are missing or infinite")
+        values = _checked_outcome(reward, self.n)
         clone = self._clone()
         clone._set("reward", values)
         clone._set("reward_range", reward_range)
@@ -387,6 +243,214 @@ class LoggedBandit:
                 value = readonly(value)
             object.__setattr__(instance, item.name, value)
         return instance
+
+
+def _normalised(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields with dtypes coerced once and arrays frozen (read-only views, no copies when
+    possible), so every later check and estimate can trust them without converting again."""
+    out = dict(values)
+    out["offsets"] = readonly(_as_1d(values["offsets"], np.int64, "offsets"))
+    for name in ("action_ids", "chosen_index"):
+        out[name] = readonly(_as_int32(values[name], name))
+    for name in ("logged_probability", "reward"):
+        out[name] = readonly(_as_1d(values[name], np.float64, name))
+    for name in ("logging_probabilities", "target_probabilities", "reward_predictions"):
+        if values[name] is not None:
+            out[name] = readonly(_as_1d(values[name], np.float64, name))
+    if values["timestamp"] is not None:
+        out["timestamp"] = _utc_timestamps(values["timestamp"])
+    context = values["context"]
+    if context is not None and not isinstance(context, pd.DataFrame):
+        out["context"] = pd.DataFrame(context)
+    tolerance = values["tolerance"]
+    if not (0.0 < tolerance < 0.1):
+        raise ValueError(f"tolerance: must be in (0, 0.1), got {tolerance}")
+    return out
+
+
+def _utc_timestamps(raw: npt.NDArray[np.datetime64]) -> npt.NDArray[np.datetime64]:
+    """Naive UTC microseconds: timezone-aware input is converted, not silently truncated."""
+    if isinstance(raw, (pd.Series, pd.Index)) and isinstance(raw.dtype, pd.DatetimeTZDtype):
+        raw = (
+            raw.tz_convert("UTC").tz_localize(None)
+            if isinstance(raw, pd.Index)
+            else (raw.dt.tz_convert("UTC").dt.tz_localize(None))
+        )
+    stamps = np.asarray(raw)
+    if not np.issubdtype(stamps.dtype, np.datetime64):
+        raise ValueError(f"timestamp: expected datetime64 values, got {stamps.dtype}")
+    return readonly(stamps.astype("datetime64[us]", copy=False))
+
+
+def _check_decisions(
+    offsets: IntArray,
+    action_ids: Int32Array,
+    chosen_index: Int32Array,
+    logged_probability: FloatArray,
+    reward: FloatArray,
+) -> None:
+    """The CSR layout is sound and every row has a valid choice, a usable logged probability
+    and a finite reward; everything else indexes through these, so they are checked first."""
+    if len(offsets) < 2:
+        raise ValueError("offsets: the log is empty (0 decisions)")
+    n = len(offsets) - 1
+    if offsets[0] != 0:
+        raise ValueError(f"offsets: must start at 0, starts at {int(offsets[0])}")
+    if int(offsets[-1]) != len(action_ids):
+        raise ValueError(
+            f"offsets: end at {int(offsets[-1])} but action_ids has {len(action_ids)} candidates"
+        )
+    sizes = np.diff(offsets)
+    empty = int(np.count_nonzero(sizes <= 0))
+    if empty:
+        raise ValueError(f"offsets: {_rows(empty, n)} have no candidates")
+    per_row: dict[str, npt.NDArray[Any]] = {
+        "chosen_index": chosen_index,
+        "logged_probability": logged_probability,
+        "reward": reward,
+    }
+    for name, array in per_row.items():
+        if len(array) != n:
+            raise ValueError(f"{name}: has {len(array)} rows, expected {n}")
+    outside = int(np.count_nonzero((chosen_index < 0) | (chosen_index >= sizes)))
+    if outside:
+        raise ValueError(f"chosen_index: {_rows(outside, n)} point outside their candidates")
+    _check_probabilities(logged_probability, "logged_probability", n)
+    missing = int(np.count_nonzero(np.isnan(reward)))
+    if missing:
+        raise ValueError(f"reward: {_rows(missing, n)} are missing (NaN)")
+    infinite = int(np.count_nonzero(np.isinf(reward)))
+    if infinite:
+        raise ValueError(f"reward: {_rows(infinite, n)} are infinite")
+
+
+def _check_reward_range(reward: FloatArray, reward_range: tuple[float, float] | None) -> None:
+    """Bounded estimators rely on the declared range, so a reward outside it is an error."""
+    if reward_range is None:
+        return
+    low, high = reward_range
+    if not low <= high:
+        raise ValueError(f"reward_range: low {low} is above high {high}")
+    out = int(np.count_nonzero((reward < low) | (reward > high)))
+    if out:
+        raise ValueError(
+            f"reward: {_rows(out, len(reward))} are outside reward_range [{low}, {high}]"
+        )
+
+
+def _check_logging_distribution(
+    probs: FloatArray,
+    offsets: IntArray,
+    size: int | None,
+    logged_probability: FloatArray,
+    chosen_flat_index: IntArray,
+    tol: float,
+) -> tuple[IntArray, IntArray] | None:
+    """The logged distribution is a distribution (NaN where never scored) that agrees with
+    `logged_probability`. Returns the (empty) support gaps when the values already prove there
+    are none, so the support check can skip its scan; None when they must be looked up."""
+    n, total = len(offsets) - 1, int(offsets[-1])
+    if len(probs) != total:
+        raise ValueError(f"logging_probabilities: has {len(probs)} values, expected {total}")
+    gaps: tuple[IntArray, IntArray] | None = None
+    lowest, highest = _bounds(probs)
+    if lowest >= 0.0 and highest <= 1.0:
+        sums = row_sums(probs, offsets, size)
+        off, over = int(np.count_nonzero(np.abs(sums - 1.0) > tol)), 0
+        if lowest > 0.0:
+            # No zero and no NaN anywhere: the support check has nothing to look at.
+            empty = np.zeros(0, dtype=np.int64)
+            gaps = (empty, empty)
+    else:
+        known = ~np.isnan(probs)
+        bad = known & ((probs < 0.0) | (probs > 1.0))
+        rows = count_rows(bad, offsets, size)
+        if rows:
+            raise ValueError(f"logging_probabilities: {_rows(rows, n)} have values outside [0, 1]")
+        sums = row_sums(np.where(known, probs, 0.0), offsets, size)
+        complete = ~row_any(~known, offsets, size)
+        off = int(np.count_nonzero(complete & (np.abs(sums - 1.0) > tol)))
+        over = int(np.count_nonzero(~complete & (sums > 1.0 + tol)))
+    if off or over:
+        raise ValueError(
+            f"logging_probabilities: {_rows(off + over, n)} do not sum to 1 (tolerance {tol:g})"
+        )
+    at_chosen = probs[chosen_flat_index]
+    disagree = int(np.count_nonzero(~(np.abs(at_chosen - logged_probability) <= tol)))
+    if disagree:
+        raise ValueError(
+            f"logging_probabilities: {_rows(disagree, n)} disagree with logged_probability "
+            "at the chosen candidate (or leave it unknown)"
+        )
+    return gaps
+
+
+def _check_row_metadata(
+    timestamp: npt.NDArray[np.datetime64] | None, context: pd.DataFrame | None, n: int
+) -> None:
+    """Timestamps and context are per row; a missing time would silently drop out of windows."""
+    if timestamp is not None:
+        if len(timestamp) != n:
+            raise ValueError(f"timestamp: has {len(timestamp)} rows, expected {n}")
+        missing = int(np.count_nonzero(np.isnat(timestamp)))
+        if missing:
+            raise ValueError(f"timestamp: {_rows(missing, n)} are missing (NaT)")
+    if context is not None and len(context) != n:
+        raise ValueError(f"context: has {len(context)} rows, expected {n}")
+
+
+def _check_target(target: FloatArray, offsets: IntArray, size: int | None, tol: float) -> None:
+    """The target policy must give a known probability to every logged candidate and sum to 1
+    per row; checked on its own so `with_target` does not re-validate the log."""
+    n, total = len(offsets) - 1, int(offsets[-1])
+    if len(target) != total:
+        raise ValueError(f"target_probabilities: has {len(target)} values, expected {total}")
+    lowest, highest = _bounds(target)
+    if not (lowest >= 0.0 and highest <= 1.0):
+        missing = count_rows(np.isnan(target), offsets, size)
+        if missing:
+            raise ValueError(
+                f"target_probabilities: {_rows(missing, n)} have no target probability for "
+                "some logged candidates (NaN)"
+            )
+        bad = count_rows((target < 0.0) | (target > 1.0), offsets, size)
+        raise ValueError(f"target_probabilities: {_rows(bad, n)} have values outside [0, 1]")
+    sums = row_sums(target, offsets, size)
+    off = int(np.count_nonzero(np.abs(sums - 1.0) > tol))
+    if off:
+        raise ValueError(
+            f"target_probabilities: {_rows(off, n)} do not sum to 1 (tolerance {tol:g})"
+        )
+
+
+def _check_predictions(predictions: FloatArray | None, offsets: IntArray) -> None:
+    """DM and DR use a prediction for every candidate, so each must be finite. The row layout
+    is only needed to count offending rows, so the all-finite case never computes it."""
+    if predictions is None:
+        return
+    total = int(offsets[-1])
+    if len(predictions) != total:
+        raise ValueError(f"reward_predictions: has {len(predictions)} values, expected {total}")
+    if all(np.isfinite(_bounds(predictions))):
+        return
+    bad = count_rows(~np.isfinite(predictions), offsets, uniform_size(offsets))
+    if bad:
+        raise ValueError(
+            f"reward_predictions: {_rows(bad, len(offsets) - 1)} have missing or infinite "
+            "predictions"
+        )
+
+
+def _checked_outcome(reward: npt.ArrayLike, n: int) -> FloatArray:
+    """A replacement outcome, frozen; it must be known and finite for every logged decision,
+    since no estimator can skip a row."""
+    values = readonly(_as_1d(reward, np.float64, "reward"))
+    if len(values) != n:
+        raise ValueError(f"reward: expected {n} values, got {len(values)}")
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ValueError(f"reward: {_rows(bad, n)} are missing or infinite")
+    return values
 
 
 def _as_1d(values: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDArray[Any]:
