@@ -61,7 +61,8 @@ from optimizer.features import ActionLines, shared_line
 from optimizer.serving import CatalogCache
 from optimizer.simulator import metrics
 from optimizer.simulator.population import Population
-from optimizer.simulator.run import POLICY_REASONS, DecisionStats, SimulationConfig
+from optimizer.simulator.reactions import POLICY_REASONS, DecisionStats
+from optimizer.simulator.run import SimulationConfig
 from optimizer.simulator.truth import GroundTruth
 
 console = Console(width=120)

@@ -134,27 +134,11 @@ class PolicyRegistry:
     ) -> str:
         """Log `policy` as a run and a new model version; returns the version number."""
         name = model_name(policy.name)
-        meta = {
-            "name": policy.name,
-            "examples_learned": policy.examples_learned,
-            "parent_version": parent_version,
-            "floor_share": floor_share,
-            "source": source,
-            "registered_at": time.time(),
-            **dict((tags or {}).items()),
-        }
+        meta = _version_meta(
+            policy, floor_share=floor_share, source=source, parent_version=parent_version, tags=tags
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / "model.vw").write_bytes(policy.serialize())
-            (folder / "spec.json").write_text(policy.spec.model_dump_json(indent=2))
-            (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            (folder / "actions.json").write_text(json.dumps(dict(action_lines)))
-            files = {
-                "model": str(folder / "model.vw"),
-                "spec": str(folder / "spec.json"),
-                "meta": str(folder / "meta.json"),
-                "actions": str(folder / "actions.json"),
-            }
+            files = _write_version_files(Path(tmp), policy, action_lines=action_lines, meta=meta)
             try:
                 mlflow.set_tracking_uri(self.tracking_uri)
                 mlflow.set_registry_uri(self.tracking_uri)
@@ -178,12 +162,9 @@ class PolicyRegistry:
             except MlflowException as exc:
                 raise RegistryError(f"cannot register {name}: {exc}") from exc
         version = str(info.registered_model_version)
-        version_tags = {
-            "campopt.source": source,
-            "campopt.examples_learned": str(policy.examples_learned),
-            **({"campopt.parent_version": parent_version} if parent_version else {}),
-            **{f"campopt.{k}": str(v) for k, v in (tags or {}).items()},
-        }
+        version_tags = _version_tags(
+            policy, source=source, parent_version=parent_version, tags=tags
+        )
         for key, value in version_tags.items():
             self.client.set_model_version_tag(name, version, key, value)
         if alias:
@@ -310,6 +291,59 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _version_meta(
+    policy: BanditPolicy,
+    *,
+    floor_share: float,
+    source: str,
+    parent_version: str | None,
+    tags: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """What `meta.json` records, so a downloaded version explains itself without MLflow."""
+    return {
+        "name": policy.name,
+        "examples_learned": policy.examples_learned,
+        "parent_version": parent_version,
+        "floor_share": floor_share,
+        "source": source,
+        "registered_at": time.time(),
+        **dict((tags or {}).items()),
+    }
+
+
+def _write_version_files(
+    folder: Path, policy: BanditPolicy, *, action_lines: Mapping[str, str], meta: dict[str, Any]
+) -> dict[str, str]:
+    """Write a version's files into `folder`: the pyfunc wrapper and `load` read them back by
+    these names, so the layout is the registry's contract with both."""
+    (folder / "model.vw").write_bytes(policy.serialize())
+    (folder / "spec.json").write_text(policy.spec.model_dump_json(indent=2))
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    (folder / "actions.json").write_text(json.dumps(dict(action_lines)))
+    return {
+        "model": str(folder / "model.vw"),
+        "spec": str(folder / "spec.json"),
+        "meta": str(folder / "meta.json"),
+        "actions": str(folder / "actions.json"),
+    }
+
+
+def _version_tags(
+    policy: BanditPolicy,
+    *,
+    source: str,
+    parent_version: str | None,
+    tags: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The version's tags, so listing versions needs no artefact download."""
+    return {
+        "campopt.source": source,
+        "campopt.examples_learned": str(policy.examples_learned),
+        **({"campopt.parent_version": parent_version} if parent_version else {}),
+        **{f"campopt.{k}": str(v) for k, v in (tags or {}).items()},
+    }
 
 
 def _spec_params(spec: PolicySpec) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.ports.decision_logs import LoggedContact
-from optimizer.simulator.run import DecisionStats
+from optimizer.simulator.reactions import DecisionStats
 
 
 @dataclass(frozen=True)

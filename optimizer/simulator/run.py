@@ -12,30 +12,27 @@ oracle on exactly the same decisions.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import numpy as np
 
 from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import ChannelKind
 from optimizer.decisions import DecisionService
-from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.health import UsageIn, UsageIndexConfig
 from optimizer.learner import OnlineLearner
 from optimizer.outbound import OutboxAck, UsageRow, ack_outbox, fetch_outbox, record_usage
 from optimizer.ports.customers import CustomerStore, Profile
-from optimizer.ports.decision_logs import DecisionLogReader, LoggedDecision
+from optimizer.ports.decision_logs import DecisionLogReader
 from optimizer.ports.feedback import FeedbackStore
 from optimizer.ports.outbox import OutboxStore
 from optimizer.ports.rewards import RewardStore
 from optimizer.rewards import finalize_due
 from optimizer.simulator.population import Population
+from optimizer.simulator.reactions import CustomerReactions, DecisionStats
 from optimizer.simulator.truth import GroundTruth
 
 EVENT_TRIGGERS = {
@@ -45,7 +42,6 @@ EVENT_TRIGGERS = {
     "cancellation_requested": ("D", 0.02),
     "payment_failed": ("ABCD", 0.002),
 }
-POLICY_REASONS = {"policy", "policy_no_contact"}
 
 
 @dataclass(frozen=True)
@@ -56,23 +52,6 @@ class SimulationConfig:
     start: date = date(2026, 11, 2)
     learn: bool = True
     """False keeps the policy uniform all along: an exploration period, good logs to evaluate."""
-
-
-@dataclass
-class DecisionStats:
-    """Per policy decision: the truth's take-rates of what each arm would have chosen."""
-
-    day: list[int] = field(default_factory=list)
-    frame: list[str] = field(default_factory=list)
-    health_class: list[str] = field(default_factory=list)
-    chosen: list[int] = field(default_factory=list)
-    policy: list[float] = field(default_factory=list)
-    uniform: list[float] = field(default_factory=list)
-    oracle: list[float] = field(default_factory=list)
-    organic: list[float] = field(default_factory=list)
-    candidates: list[np.ndarray[Any, Any]] = field(default_factory=list)
-    rates: list[np.ndarray[Any, Any]] = field(default_factory=list)
-    converted: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -88,14 +67,6 @@ class SimulationResult:
     learned: int
     published_versions: dict[str, str]
     truth: GroundTruth
-
-
-@dataclass(order=True)
-class _Pending:
-    at: datetime
-    order: int
-    kind: str = field(compare=False)
-    payload: Any = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,20 +99,19 @@ class Simulation:
         self.usage_config = usage_config
         self.rng = np.random.default_rng(config.seed)
         self.population = Population.generate(config.customers, rng=self.rng, start=config.start)
-        self.index = {cid: i for i, cid in enumerate(self.population.ids)}
         snapshot, _ = decisions.catalog.current()
         self.truth = GroundTruth.for_snapshot(snapshot)
         self.push_channels = sorted(
             k for k, c in snapshot.channels.items() if c.kind is ChannelKind.push
         )
         self.all_channels = sorted(snapshot.channels)
-        self._queue: list[_Pending] = []
-        self._order = itertools.count()
-        self.stats = DecisionStats()
-        self.holdout_converted: list[bool] = []
-        self.contacted_converted: list[bool] = []
-        self._converts: dict[uuid.UUID, tuple[str, int]] = {}
-        self.counts = {"decisions": 0, "contacts": 0, "unsubscribes": 0, "conversions": 0}
+        self.reactions = CustomerReactions(
+            stores.feedback,
+            population=self.population,
+            truth=self.truth,
+            rng=self.rng,
+            start=config.start,
+        )
         self.learned = 0
         self.published: dict[str, str] = {}
         self.reported = self.population.classes(usage_config)
@@ -179,9 +149,6 @@ class Simulation:
                 now=now,
             )
 
-    def _record_sent(self, events: list[tuple[uuid.UUID, EventReport]], *, now: datetime) -> None:
-        record_events(self.stores.feedback, events=events, now=now)
-
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, progress: Callable[[int], None] | None = None) -> SimulationResult:
@@ -191,15 +158,16 @@ class Simulation:
                 progress(day + 1)
         if self.config.learn:
             self.published.update(self.learner.checkpoint())
+        reactions = self.reactions
         return SimulationResult(
             config=self.config,
-            stats=self.stats,
-            holdout_converted=self.holdout_converted,
-            contacted_converted=self.contacted_converted,
-            decisions=self.counts["decisions"],
-            contacts=self.counts["contacts"],
-            unsubscribes=self.counts["unsubscribes"],
-            conversions=self.counts["conversions"],
+            stats=reactions.stats,
+            holdout_converted=reactions.holdout_converted,
+            contacted_converted=reactions.contacted_converted,
+            decisions=reactions.counts["decisions"],
+            contacts=reactions.counts["contacts"],
+            unsubscribes=reactions.counts["unsubscribes"],
+            conversions=reactions.counts["conversions"],
             learned=self.learned,
             published_versions=self.published,
             truth=self.truth,
@@ -244,7 +212,7 @@ class Simulation:
                 ack_outbox(
                     self.outbox,
                     ack=OutboxAck(ids=[i.outbox_id for i in items]),
-                    record_sent=self._record_sent,
+                    record_sent=self.reactions.record_sent,
                     now=morning,
                 )
 
@@ -269,14 +237,8 @@ class Simulation:
         direct_ids = [a.decision_id for a in answers]
 
         logged = self.logs.decisions_by_id(outbox_ids + direct_ids)
-        events: list[tuple[uuid.UUID, EventReport]] = []
-        from_outbox = set(outbox_ids)
-        for decision in logged:
-            self._observe(decision, events, via_outbox=decision.id in from_outbox)
-        if events:
-            record_events(self.stores.feedback, events=events, now=end)
-
-        self._post_until(end)
+        self.reactions.react(logged, from_outbox=set(outbox_ids), now=end)
+        self.reactions.post_until(end)
         finalize_due(self.stores.rewards, now=end)
         if not self.config.learn:
             return
@@ -286,103 +248,3 @@ class Simulation:
             if report.learned + report.skipped < 20_000:
                 break
         self.published.update(self.learner.checkpoint())
-
-    def _observe(
-        self,
-        decision: LoggedDecision,
-        events: list[tuple[uuid.UUID, EventReport]],
-        *,
-        via_outbox: bool,
-    ) -> None:
-        """Score the decision by the truth and simulate what the customer does."""
-        self.counts["decisions"] += 1
-        if decision.reason not in POLICY_REASONS and decision.reason != "holdout":
-            return
-        i = self.index[decision.customer_id]
-        health_class = str(decision.context.get("health_class", "C"))
-        noise = float(self.population.noise[i])
-        if decision.candidate_action_ids is None:
-            return
-        ids = decision.candidate_action_ids
-        rates = self.truth.take_rates(
-            health_class=health_class, trigger=decision.trigger_key, action_ids=ids, noise=noise
-        )
-        organic = self.truth.organic_rate(
-            health_class=health_class, trigger=decision.trigger_key, noise=noise
-        )
-        if decision.reason == "holdout":
-            self._schedule_conversion(decision, organic, decision.created_at, holdout=True)
-            return
-        chosen = int(decision.chosen_action_id or self.truth.no_contact_id)
-        position = int(np.flatnonzero(ids == chosen)[0])
-        stats = self.stats
-        stats.day.append((decision.created_at.date() - self.config.start).days)
-        stats.frame.append(decision.frame_key or "")
-        stats.health_class.append(health_class)
-        stats.chosen.append(chosen)
-        stats.policy.append(float(rates[position]))
-        stats.uniform.append(float(rates.mean()))
-        stats.oracle.append(float(rates.max()))
-        stats.organic.append(organic)
-        stats.candidates.append(ids.astype(np.int32))
-        stats.rates.append(rates.astype(np.float32))
-        stats.converted.append(False)
-        index_in_stats = len(stats.converted) - 1
-        if decision.reason == "policy" and decision.send_at is not None:
-            self.counts["contacts"] += 1
-            if not via_outbox:
-                events.append((decision.id, EventReport(kind="sent", occurred_at=decision.send_at)))
-            unsubscribe = self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
-            if self.rng.random() < unsubscribe:
-                self.counts["unsubscribes"] += 1
-                events.append(
-                    (
-                        decision.id,
-                        EventReport(
-                            kind="unsubscribed", occurred_at=decision.send_at + timedelta(hours=1)
-                        ),
-                    )
-                )
-            self._schedule_conversion(
-                decision, float(rates[position]), decision.send_at, stats_index=index_in_stats
-            )
-        else:
-            self._schedule_conversion(
-                decision, organic, decision.created_at, stats_index=index_in_stats
-            )
-
-    def _schedule_conversion(
-        self,
-        decision: LoggedDecision,
-        rate: float,
-        since: datetime,
-        *,
-        holdout: bool = False,
-        stats_index: int | None = None,
-    ) -> None:
-        converts = bool(self.rng.random() < rate)
-        if holdout:
-            self.holdout_converted.append(converts)
-        elif decision.reason == "policy":
-            self.contacted_converted.append(converts)
-        if not converts:
-            return
-        if stats_index is not None:
-            self.stats.converted[stats_index] = True
-        at = since + timedelta(days=GroundTruth.delay_days(self.rng))
-        conversion = ConversionReport(
-            conversion_id=f"conv-{decision.id}",
-            customer_id=decision.customer_id,
-            kind="retained" if decision.frame_key != "upsell" else "upgrade",
-            value=60.0,
-            occurred_at=at,
-        )
-        heapq.heappush(self._queue, _Pending(at, next(self._order), "conversion", conversion))
-
-    def _post_until(self, moment: datetime) -> None:
-        due = []
-        while self._queue and self._queue[0].at <= moment:
-            due.append(heapq.heappop(self._queue).payload)
-        if due:
-            self.counts["conversions"] += len(due)
-            record_conversions(self.stores.feedback, conversions=due, now=moment)
