@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.models import ContactHistory, DecisionFrame, DecisionLog, Reward, table_of
+from campaign_db.models import ContactHistory, DecisionFrame, DecisionLog, Reward, chunks, table_of
 from optimizer.ports.decision_logs import (
     POLICY_REASONS,
     EvaluationRow,
@@ -19,15 +19,11 @@ from optimizer.ports.decision_logs import (
     LoggedDecision,
 )
 
-_BATCH = 500
-
 
 def decisions_by_id(session: Session, *, ids: Sequence[uuid.UUID]) -> list[LoggedDecision]:
     found: list[LoggedDecision] = []
-    for start in range(0, len(ids), _BATCH):
-        rows = session.exec(
-            select(DecisionLog).where(col(DecisionLog.id).in_(ids[start : start + _BATCH]))
-        ).all()
+    for batch in chunks(ids):
+        rows = session.exec(select(DecisionLog).where(col(DecisionLog.id).in_(batch))).all()
         found.extend(_logged(row) for row in rows)
     order = {decision_id: i for i, decision_id in enumerate(ids)}
     return sorted(found, key=lambda d: order[d.id])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, Table, bindparam, func, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,7 @@ from campaign_db.models import (
     DecisionLog,
     DeliveryEvent,
     Reward,
+    chunks,
     table_of,
 )
 from campaign_db.privacy import erased_alias
@@ -44,9 +45,6 @@ _contacts = table_of(ContactHistory)
 _events = table_of(DeliveryEvent)
 _conversions = table_of(Conversion)
 _touch_start = func.coalesce(_logs.c.send_at, _logs.c.created_at)
-
-CHUNK = 1000
-"""Keys per `IN (…)` list: well inside SQLite's limit on bound parameters."""
 
 # Feedback arrives at several events per contact; its statements are built once, here.
 _DECISION_OUTCOMES = (
@@ -146,14 +144,6 @@ _SET_DIRECT = (
     .where(_rewards.c.decision_id == bindparam("reward_of"), _rewards.c.status == "pending")
     .values(direct_value=bindparam("direct"))
 )
-
-_T = TypeVar("_T")
-
-
-def chunks(items: Collection[_T], size: int = CHUNK) -> Iterator[list[_T]]:
-    ordered = list(dict.fromkeys(items))
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
 
 
 def decision_outcomes(

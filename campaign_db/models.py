@@ -8,8 +8,9 @@ guardrails, allowed blocks per health class) is JSON; everything filtered on is 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Iterator
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import ConfigDict
@@ -462,6 +463,19 @@ def table_of(model: type[SQLModel]) -> Table:
     table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type __table__)
     assert isinstance(table, Table)
     return table
+
+
+CHUNK = 1000
+"""Keys per `IN (…)` list: well inside SQLite's limit on bound parameters."""
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Collection[_T], size: int = CHUNK) -> Iterator[list[_T]]:
+    """Distinct `items` in order, in lists short enough for one `IN (…)`."""
+    ordered = list(dict.fromkeys(items))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 __all__ = [

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.models import Customer, DecisionLog, HealthClassChange, Outbox, table_of
+from campaign_db.models import Customer, DecisionLog, HealthClassChange, Outbox, chunks, table_of
 from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.outbox import (
     AckedContact,
@@ -30,11 +30,11 @@ _outbox = table_of(Outbox)
 def health_classes_of(session: Session, *, ids: list[str]) -> dict[str, str]:
     """Current health class per known customer id."""
     found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
+    for batch in chunks(ids):
         rows = session.connection().execute(
             _customer.select()
             .with_only_columns(_customer.c.id, _customer.c.health_class)
-            .where(_customer.c.id.in_(ids[start : start + 500]))
+            .where(_customer.c.id.in_(batch))
         )
         found.update({row[0]: row[1] for row in rows})
     return found

@@ -10,8 +10,7 @@ from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.feedback import chunks
-from campaign_db.models import Action, DecisionFrame, DecisionLog, Offer, Reward, table_of
+from campaign_db.models import Action, DecisionFrame, DecisionLog, Offer, Reward, chunks, table_of
 from optimizer.ports.rewards import ClosedReward, DueReward, RewardTerms
 
 _logs = table_of(DecisionLog)
