@@ -31,6 +31,7 @@ from campaign_db.learning import SqlLearningStore
 from campaign_db.outbox import SqlOutboxStore
 from campaign_db.rewards import SqlRewardStore
 from offline_eval.gate import GateConfig
+from optimizer.core.values import IdSource, clock_id
 from optimizer.decisions import DecisionService
 from optimizer.ports.audit import AuditLog
 from optimizer.ports.customers import CustomerStore
@@ -140,11 +141,14 @@ class Container:
         self.engine.dispose()
 
 
-def build_container(settings: Settings, *, background_checkpoints: bool = True) -> Container:
+def build_container(
+    settings: Settings, *, background_checkpoints: bool = True, ids: IdSource = clock_id
+) -> Container:
     """Construct every store and service from the settings; starts no thread.
 
     A server copies SQLite's WAL back in the checkpointer's thread (`start`), off the request
     path; a one-shot command (`background_checkpoints=False`) lets SQLite do it on commit.
+    `ids` names decisions: a simulation passes seeded ones.
     """
     engine = create_engine_from_url(
         settings.database_url, autocheckpoint=not background_checkpoints
@@ -166,7 +170,9 @@ def build_container(settings: Settings, *, background_checkpoints: bool = True) 
         engine=engine,
         catalog=catalog,
         policies=policies,
-        decisions=DecisionService(SqlDecisionStore(engine), catalog=catalog, policies=policies),
+        decisions=DecisionService(
+            SqlDecisionStore(engine), catalog=catalog, policies=policies, ids=ids
+        ),
         checkpointer=Checkpointer(engine),
         reloader=reloader,
         readiness=ReadinessProbe(

@@ -24,7 +24,7 @@ from optimizer.core.decision import CustomerRecord, DecisionAsk, PastContact
 from optimizer.eligibility import Combination, max_lookback
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.features import ActionLines
-from optimizer.planning import DecisionPlan, plan_decision, request_digest
+from optimizer.planning import DecisionPlan, PlanIds, plan_decision, request_digest
 from optimizer.policy import BanditPolicy
 from optimizer.ports.decisions import DecisionStore, DecisionWrite
 
@@ -52,6 +52,7 @@ class Pending:
     ask: DecisionAsk
     now: datetime
     future: Future[DecisionAnswer]
+    ids: PlanIds
     plan: DecisionPlan | None = None
     duplicate: bool = False
 
@@ -113,7 +114,12 @@ class DecisionWriter:
                         item.future.set_exception(exc)
 
     def _plan(
-        self, ask: DecisionAsk, now: datetime, state: CustomerRecord, snapshot: CatalogSnapshot
+        self,
+        ask: DecisionAsk,
+        now: datetime,
+        state: CustomerRecord,
+        snapshot: CatalogSnapshot,
+        ids: PlanIds,
     ) -> DecisionPlan:
         return plan_decision(
             ask,
@@ -122,6 +128,7 @@ class DecisionWriter:
             snapshot=snapshot,
             policy_for=self.policies.policy_for,
             combinations=self.catalog.combinations,
+            ids=ids,
         )
 
     def _process(self, batch: list[Pending]) -> None:
@@ -143,7 +150,7 @@ class DecisionWriter:
                 state = states.get(item.ask.customer_id)
                 if state is None:
                     raise NotFoundError("customer_id", f"unknown customer {item.ask.customer_id!r}")
-                item.plan = self._plan(item.ask, item.now, state, snapshot)
+                item.plan = self._plan(item.ask, item.now, state, snapshot, item.ids)
             except Exception as exc:
                 item.future.set_exception(exc)
         todo = sorted((i for i in batch if i.plan is not None), key=lambda i: i.ask.customer_id)
@@ -210,7 +217,7 @@ class DecisionWriter:
                     )
                     continue
                 if item.plan is None or state != item.plan.state:
-                    item.plan = self._plan(ask, item.now, state, snapshot)
+                    item.plan = self._plan(ask, item.now, state, snapshot, item.ids)
                 seen[ask.request_id] = ask.customer_id
                 writes.append(item.plan.write)
                 contact = item.plan.write.contact

@@ -16,14 +16,19 @@ from datetime import UTC, datetime, timedelta
 
 from optimizer.answers import DecisionAnswer
 from optimizer.core.decision import DecisionAsk
-from optimizer.core.values import utcnow
+from optimizer.core.values import IdSource, clock_id, utcnow
 from optimizer.decision_writer import CatalogView, DecisionWriter, Pending, PolicyView
 from optimizer.errors import InvalidInputError, NotFoundError
+from optimizer.planning import PlanIds
 from optimizer.ports.decisions import DecisionStore, LoggedDecision
 
 
 class DecisionService:
-    """Makes decisions through the writer and reads them back."""
+    """Makes decisions through the writer and reads them back.
+
+    `ids` names each decision (and the contact it may reserve) from its time when it is asked
+    for, in the caller's order: a simulation passes seeded ids, so its runs repeat.
+    """
 
     def __init__(
         self,
@@ -32,6 +37,7 @@ class DecisionService:
         catalog: CatalogView,
         policies: PolicyView,
         clock: Callable[[], datetime] = utcnow,
+        ids: IdSource = clock_id,
         max_batch: int = 64,
         timeout_seconds: float = 30.0,
     ) -> None:
@@ -39,6 +45,7 @@ class DecisionService:
         self.catalog = catalog
         self.policies = policies
         self.clock = clock
+        self.ids = ids
         self.timeout_seconds = timeout_seconds
         self.writer = DecisionWriter(store, catalog=catalog, policies=policies, max_batch=max_batch)
 
@@ -79,7 +86,8 @@ class DecisionService:
                 )
             now = ask.now.astimezone(UTC)
         future: Future[DecisionAnswer] = Future()
-        self.writer.put(Pending(ask=ask, now=now, future=future))
+        ids = PlanIds(decision=self.ids(now), contact=self.ids(now))
+        self.writer.put(Pending(ask=ask, now=now, future=future, ids=ids))
         return future
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from optimizer.core.decision import (
     DecisionAsk,
     NoContact,
 )
-from optimizer.core.values import DecisionReason, new_id
+from optimizer.core.values import DecisionReason
 from optimizer.eligibility import (
     CandidateSet,
     Combination,
@@ -43,6 +43,16 @@ SAFE_MODE_VERSION = "safe_mode"
 PolicyLookup = Callable[[FrameVersion], BanditPolicy]
 CombinationLookup = Callable[[FrameVersion, str, str], Sequence[Combination]]
 """`frame_combinations` for (frame, language, health class), cached by the caller."""
+
+
+@dataclass(frozen=True)
+class PlanIds:
+    """The ids a decision gets, given before it is planned: a plan made again under the write
+    lock keeps them, so its sampling seed and its place in the logs do not depend on batching."""
+
+    decision: uuid.UUID
+    contact: uuid.UUID
+    """Used only if the decision reserves a contact."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +114,16 @@ class _Draft:
     """The parts every outcome of one plan shares."""
 
     def __init__(
-        self, ask: DecisionAsk, now: datetime, state: CustomerRecord, snapshot: CatalogSnapshot
+        self,
+        ask: DecisionAsk,
+        now: datetime,
+        state: CustomerRecord,
+        snapshot: CatalogSnapshot,
+        ids: PlanIds,
     ) -> None:
         self.ask, self.now, self.state, self.snapshot = ask, now, state, snapshot
-        self.decision_id = new_id()
+        self.decision_id = ids.decision
+        self.contact_id = ids.contact
         self.entry = LogEntry(
             id=self.decision_id,
             request_id=ask.request_id,
@@ -134,7 +150,7 @@ class _Draft:
         contact = None
         if isinstance(decision, Contact) and entry.frame_key is not None:
             contact = ReservedContact(
-                id=new_id(),
+                id=self.contact_id,
                 customer_id=entry.customer_id,
                 decision_id=entry.id,
                 frame_key=entry.frame_key,
@@ -176,10 +192,11 @@ def plan_decision(
     snapshot: CatalogSnapshot,
     policy_for: PolicyLookup,
     combinations: CombinationLookup,
+    ids: PlanIds,
 ) -> DecisionPlan:
     """Frame, candidates, holdout, safe mode and the policy's choice, in that order."""
     profile = state.profile
-    draft = _Draft(ask, now, state, snapshot)
+    draft = _Draft(ask, now, state, snapshot, ids)
     customer = profile.state(state.consents, local_now(now, profile.time_zone).date())
     frame, trace = choose_frame(snapshot, trigger=ask.trigger, customer=customer, now=now)
     if frame is None:
@@ -206,19 +223,19 @@ def plan_decision(
         extra=dict(ask.context),
     )
     frame_ref = FrameRef(key=frame.key, version=frame.version)
-    ids = candidate_set.action_ids
+    action_ids = candidate_set.action_ids
     draft.entry = replace(
         draft.entry,
         context=context,
         eligibility_trace=trace,
-        candidate_action_ids=ids,
+        candidate_action_ids=action_ids,
         frame_key=frame.key,
         frame_version=frame.version,
     )
 
     if not candidate_set.has_contact:
         decision = NoContact(DecisionReason.nothing_eligible, excluded=trace)
-        answer = draft.answer(decision, frame=frame_ref, candidates=len(ids), excluded=trace)
+        answer = draft.answer(decision, frame=frame_ref, candidates=len(action_ids), excluded=trace)
         return draft.done(decision, answer)
 
     if in_holdout(profile.id, salt=frame.key, share=frame.spec.holdout_share):
@@ -226,22 +243,24 @@ def plan_decision(
         draft.entry = replace(
             draft.entry, chosen_action_id=snapshot.actions.get(NO_CONTACT), probability=1.0
         )
-        return draft.done(decision, draft.answer(decision, frame=frame_ref, candidates=len(ids)))
+        return draft.done(
+            decision, draft.answer(decision, frame=frame_ref, candidates=len(action_ids))
+        )
 
     if snapshot.modes.get(frame.key) == "safe":
         candidate_set = safe_candidates(candidate_set, frame.spec.safe_default)
-        ids = candidate_set.action_ids
-        if not ids:
+        action_ids = candidate_set.action_ids
+        if not action_ids:
             excluded = {"frame": "safe mode after a guardrail breach: no contact"}
             decision = NoContact(DecisionReason.nothing_eligible, excluded=excluded)
             draft.entry = replace(
                 draft.entry,
-                candidate_action_ids=ids,
+                candidate_action_ids=action_ids,
                 eligibility_trace={**trace, "frame": "safe mode"},
             )
             return draft.done(decision, draft.answer(decision, frame=frame_ref, excluded=excluded))
-        draft.entry = replace(draft.entry, candidate_action_ids=ids)
-        choice = uniform_choice(len(ids), draft.decision_id)
+        draft.entry = replace(draft.entry, candidate_action_ids=action_ids)
+        choice = uniform_choice(len(action_ids), draft.decision_id)
         policy_ref = PolicyRef(name=policy.name, version=SAFE_MODE_VERSION)
     else:
         limit = frame.spec.guardrails.max_offer_cost_per_decision

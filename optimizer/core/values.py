@@ -6,9 +6,12 @@ Pure: no database, no HTTP. `campaign_db.types` adds the column types that store
 from __future__ import annotations
 
 import enum
+import random
 import re
+import threading
 import uuid
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import uuid6
@@ -149,6 +152,49 @@ from numbers or strings (query parameters are text and keep pydantic's conversio
 def new_id() -> uuid.UUID:
     """A time-ordered UUIDv7: random v4 keys slow inserts on large tables two to three times."""
     return uuid6.uuid7()
+
+
+IdSource = Callable[[datetime], uuid.UUID]
+"""Makes the id of something decided at a given time: the real clock's UUIDv7 in service, a
+seeded one in a simulation, whose figures then repeat with its seed."""
+
+UUID7_RANDOM_BITS = 74
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def clock_id(at: datetime) -> uuid.UUID:
+    """`new_id()`, whatever the time asked for: a decision stamped in the past (a simulation
+    through the API) still gets an id that sorts with the others written now."""
+    return new_id()
+
+
+def uuid7_from(ms: int, random_bits: int) -> uuid.UUID:
+    """The UUIDv7 (RFC 9562) with this Unix millisecond timestamp and these 74 random bits."""
+    if not 0 <= ms < 1 << 48:
+        raise ValueError(f"ms must fit in 48 bits, got {ms}")
+    if not 0 <= random_bits < 1 << UUID7_RANDOM_BITS:
+        raise ValueError(f"random_bits must fit in {UUID7_RANDOM_BITS} bits, got {random_bits}")
+    rand_a, rand_b = random_bits >> 62, random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
+def unix_ms(at: datetime) -> int:
+    """Whole milliseconds since the Unix epoch, in integers (a float timestamp rounds)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+class SeededIds:
+    """UUIDv7s stamped with the time asked for, their random bits from `random.Random(seed)`:
+    the same seed and the same sequence of times give the same ids."""
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self, at: datetime) -> uuid.UUID:
+        with self._lock:
+            bits = self._random.getrandbits(UUID7_RANDOM_BITS)
+        return uuid7_from(unix_ms(at), bits)
 
 
 def utcnow() -> datetime:
