@@ -14,6 +14,7 @@ from campaign_db.catalog import load_catalog
 from campaign_db.engine import Engine, session_scope
 from campaign_db.learning import SqlLearningStore
 from optimizer.core.catalog import CatalogSpec
+from optimizer.core.values import SeededIds
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
 from optimizer.simulator.run import Simulation, SimulationConfig, SimulationStores
@@ -46,7 +47,7 @@ def run_demo(
         mlflow_tracking_uri="disabled",
         scheduler_enabled=False,
     )
-    container = build_container(settings)
+    container = build_container(settings, ids=SeededIds(config.seed))
     container.checkpointer.start()
     try:
         with session_scope(container.engine, write=True) as session:

@@ -21,8 +21,8 @@ def demo(
     seed: Annotated[
         int,
         typer.Option(
-            help="seed of the simulated world (customers, usage, responses); each decision "
-            "samples with its own seed, so runs agree in their figures, not decision by decision"
+            help="seed of the simulated world (customers, usage, responses) and of the "
+            "decision ids each decision samples by: the same seed gives the same figures"
         ),
     ] = 7,
     catalog: Annotated[Path | None, typer.Option(help="catalog file or folder")] = None,
