@@ -50,3 +50,39 @@ def cap_expected_cost(pmf: FloatArray, costs: FloatArray, limit: float) -> Float
     mix = (current - limit) / (current - least)
     capped: FloatArray = (1.0 - mix) * pmf + mix * cheapest
     return capped / float(capped.sum())
+
+
+def best_within_cost(rates: FloatArray, costs: FloatArray, limit: float) -> float:
+    """The highest expected rate of any distribution over the candidates within the cost limit.
+
+    The oracle a cost-limited policy can be held to. Maximising a linear rate under one linear
+    cost constraint and the simplex is a two-constraint LP, so some optimum puts its mass on at
+    most two candidates: one affordable candidate, or a cheap one mixed with a dear one so that
+    the expected cost equals `limit`. When no candidate is affordable, the best of the cheapest
+    candidates (where `cap_expected_cost` puts all the mass).
+    """
+    if rates.shape != costs.shape:
+        raise ValueError(f"costs: expected shape {rates.shape}, got {costs.shape}")
+    if len(rates) == 0:
+        raise ValueError("rates: a decision needs at least one candidate")
+    if not np.isfinite(costs).all() or (costs < 0).any():
+        raise ValueError("costs: offer costs must be finite and non-negative")
+    if not limit >= 0.0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    ceiling = limit * (1.0 + _TOLERANCE)
+    best = int(np.argmax(rates))
+    if costs[best] <= ceiling:
+        return float(rates[best])
+    affordable = costs <= ceiling
+    if not affordable.any():
+        return float(rates[costs <= costs.min()].max())
+    single = float(rates[affordable].max())
+    cheap = costs < limit
+    dear = (costs > ceiling) & (rates > single)
+    if not cheap.any() or not dear.any():
+        return single
+    cheap_cost, cheap_rate = costs[cheap][:, None], rates[cheap][:, None]
+    # the share of the dear candidate that brings the pair's expected cost to the limit
+    share = (limit - cheap_cost) / (costs[dear] - cheap_cost)
+    mixed = cheap_rate + share * (rates[dear] - cheap_rate)
+    return max(single, float(mixed.max()))
