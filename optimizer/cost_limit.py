@@ -76,13 +76,20 @@ def best_within_cost(rates: FloatArray, costs: FloatArray, limit: float) -> floa
     affordable = costs <= ceiling
     if not affordable.any():
         return float(rates[costs <= costs.min()].max())
-    single = float(rates[affordable].max())
-    cheap = costs < limit
-    dear = (costs > ceiling) & (rates > single)
-    if not cheap.any() or not dear.any():
+    # the frontier: by cost, each candidate that beats every cheaper one; only those can mix best
+    order = np.argsort(costs, kind="stable")
+    cost, rate = costs[order], rates[order]
+    keep = np.empty(len(rate), dtype=bool)
+    keep[0] = True
+    np.greater(rate[1:], np.maximum.accumulate(rate)[:-1], out=keep[1:])
+    cost, rate = cost[keep], rate[keep]
+    split = int(np.searchsorted(cost, ceiling, side="right"))
+    single = float(rate[split - 1])
+    cheap = cost[:split] < limit
+    if split == len(cost) or not cheap.any():
         return single
-    cheap_cost, cheap_rate = costs[cheap][:, None], rates[cheap][:, None]
+    cheap_cost, cheap_rate = cost[:split][cheap][:, None], rate[:split][cheap][:, None]
     # the share of the dear candidate that brings the pair's expected cost to the limit
-    share = (limit - cheap_cost) / (costs[dear] - cheap_cost)
-    mixed = cheap_rate + share * (rates[dear] - cheap_rate)
+    share = (limit - cheap_cost) / (cost[split:] - cheap_cost)
+    mixed = cheap_rate + share * (rate[split:] - cheap_rate)
     return max(single, float(mixed.max()))
