@@ -50,3 +50,46 @@ def cap_expected_cost(pmf: FloatArray, costs: FloatArray, limit: float) -> Float
     mix = (current - limit) / (current - least)
     capped: FloatArray = (1.0 - mix) * pmf + mix * cheapest
     return capped / float(capped.sum())
+
+
+def best_within_cost(rates: FloatArray, costs: FloatArray, limit: float) -> float:
+    """The highest expected rate of any distribution over the candidates within the cost limit.
+
+    The oracle a cost-limited policy can be held to. Maximising a linear rate under one linear
+    cost constraint and the simplex is a two-constraint LP, so some optimum puts its mass on at
+    most two candidates: one affordable candidate, or a cheap one mixed with a dear one so that
+    the expected cost equals `limit`. When no candidate is affordable, the best of the cheapest
+    candidates (where `cap_expected_cost` puts all the mass).
+    """
+    if rates.shape != costs.shape:
+        raise ValueError(f"costs: expected shape {rates.shape}, got {costs.shape}")
+    if len(rates) == 0:
+        raise ValueError("rates: a decision needs at least one candidate")
+    if not np.isfinite(costs).all() or (costs < 0).any():
+        raise ValueError("costs: offer costs must be finite and non-negative")
+    if not limit >= 0.0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    ceiling = limit * (1.0 + _TOLERANCE)
+    best = int(np.argmax(rates))
+    if costs[best] <= ceiling:
+        return float(rates[best])
+    affordable = costs <= ceiling
+    if not affordable.any():
+        return float(rates[costs <= costs.min()].max())
+    # the frontier: by cost, each candidate that beats every cheaper one; only those can mix best
+    order = np.argsort(costs, kind="stable")
+    cost, rate = costs[order], rates[order]
+    keep = np.empty(len(rate), dtype=bool)
+    keep[0] = True
+    np.greater(rate[1:], np.maximum.accumulate(rate)[:-1], out=keep[1:])
+    cost, rate = cost[keep], rate[keep]
+    split = int(np.searchsorted(cost, ceiling, side="right"))
+    single = float(rate[split - 1])
+    cheap = cost[:split] < limit
+    if split == len(cost) or not cheap.any():
+        return single
+    cheap_cost, cheap_rate = cost[:split][cheap][:, None], rate[:split][cheap][:, None]
+    # the share of the dear candidate that brings the pair's expected cost to the limit
+    share = (limit - cheap_cost) / (cost[split:] - cheap_cost)
+    mixed = cheap_rate + share * (rate[split:] - cheap_rate)
+    return max(single, float(mixed.max()))

@@ -35,6 +35,7 @@ def demo(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.demo import run_demo
+    from optimizer.simulator.report import ARM_LABELS
     from optimizer.simulator.run import SimulationConfig
 
     path = catalog or Settings().catalog_path
@@ -58,13 +59,19 @@ def demo(
     summary = result.summary
     table = Table("arm", "expected conversion rate (last 20 %)", title="Take-rates")
     for arm, value in summary["conversion_rate"].items():
-        table.add_row(arm, f"{100 * value:.2f} %")
+        table.add_row(ARM_LABELS.get(arm, arm), f"{100 * value:.2f} %")
     console.print(table)
     uplift = summary["holdout_uplift"]
     console.print(
-        f"lift capture: [bold]{summary['lift_capture']:.0%}[/] of the oracle's lift over uniform"
+        f"lift capture: [bold]{summary['lift_capture']:.2f}[/] (within the frames' cost limits);"
+        f" {summary['lift_capture_unconstrained']:.2f} against the unconstrained oracle"
         f" · beats best fixed: {summary['beats_best_fixed']}"
     )
+    if summary["best_fixed_over_cost_limit"]:
+        console.print(
+            "best fixed combination above its frame's cost limit in: "
+            + ", ".join(summary["best_fixed_over_cost_limit"])
+        )
     console.print(
         f"uplift against holdout: {100 * uplift['value']:.1f} points "
         f"(95 % CI {100 * uplift['ci_low']:.1f} to {100 * uplift['ci_high']:.1f})"

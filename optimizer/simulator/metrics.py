@@ -3,7 +3,10 @@
 All arms are scored on the same decisions by the ground truth's take-rates: the learning policy
 (what it chose), uniform random over the candidates, the best fixed combination per frame (the
 A/B-test winner, picked in hindsight over the whole run; where it is not available the customer
-is not contacted) and the oracle (the best candidate of every decision).
+is not contacted; it ignores the frames' cost limits), the oracle within the frames' cost limits
+(the best distribution over each decision's candidates whose expected offer cost stays within
+the frame's limit, the most a served policy can reach) and the unconstrained oracle (the best
+candidate of every decision).
 """
 
 from __future__ import annotations
@@ -27,12 +30,23 @@ class ArmValues:
     policy: float
     uniform: float
     best_fixed: float
+    oracle_within_limits: float
     oracle: float
 
     @property
     def lift_capture(self) -> float:
-        spread = self.oracle - self.uniform
-        return (self.policy - self.uniform) / spread if spread > 0 else float("nan")
+        """Against the oracle within the frames' cost limits: what the policy could reach."""
+        return _capture(self.policy, self.uniform, self.oracle_within_limits)
+
+    @property
+    def lift_capture_unconstrained(self) -> float:
+        """Against the best candidate of every decision, cost limits ignored."""
+        return _capture(self.policy, self.uniform, self.oracle)
+
+
+def _capture(value: float, uniform: float, oracle: float) -> float:
+    spread = oracle - uniform
+    return (value - uniform) / spread if spread > 0 else float("nan")
 
 
 def best_fixed_per_frame(stats: DecisionStats) -> dict[str, int]:
@@ -64,6 +78,7 @@ def arm_values(stats: DecisionStats, *, rows: slice) -> ArmValues:
         policy=float(np.mean(stats.policy[rows])),
         uniform=float(np.mean(stats.uniform[rows])),
         best_fixed=float(np.mean(best[rows])),
+        oracle_within_limits=float(np.mean(stats.oracle_within_limits[rows])),
         oracle=float(np.mean(stats.oracle[rows])),
     )
 
@@ -138,3 +153,17 @@ def _busiest(moment: Any, days: float, pool: list[tuple[Any, Any, str, str]]) ->
         if start <= moment < start + window:
             best = max(best, sum(1 for t in times if start <= t < start + window))
     return best
+
+
+def over_cost_limit(
+    winners: dict[str, int], *, costs: np.ndarray[Any, Any], limits: dict[str, float]
+) -> list[str]:
+    """The frames whose best fixed combination costs more than the frame's limit per decision.
+
+    Serving every decision with such a combination would break the frame's promise, so the best
+    fixed arm is not a reachable benchmark there."""
+    return sorted(
+        frame
+        for frame, action_id in winners.items()
+        if action_id < len(costs) and costs[action_id] > limits.get(frame, float("inf"))
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.core.catalog import CatalogSnapshot, split_signature
+from optimizer.cost_limit import best_within_cost
 from optimizer.feedback import ConversionReport, EventReport, record_conversions, record_events
 from optimizer.ports.decision_logs import LoggedDecision
 from optimizer.ports.feedback import FeedbackStore
@@ -26,9 +29,38 @@ from optimizer.simulator.truth import GroundTruth
 POLICY_REASONS = {"policy", "policy_no_contact"}
 
 
+def action_costs(snapshot: CatalogSnapshot) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Offer cost by action id (no contact, and actions without an offer, cost nothing)."""
+    costs = np.zeros(max(snapshot.actions.values()) + 1)
+    for signature, action_id in snapshot.actions.items():
+        offer = split_signature(signature)[0]
+        if offer is not None and offer in snapshot.offers:
+            costs[action_id] = snapshot.offers[offer].cost
+    return costs
+
+
+def cost_limits(snapshot: CatalogSnapshot) -> dict[str, float]:
+    """Each frame's limit on the expected offer cost of a decision, as serving applies it."""
+    return {f.key: f.spec.guardrails.max_offer_cost_per_decision for f in snapshot.frames}
+
+
+def oracle_within_limit(
+    rates: np.ndarray[Any, Any],
+    action_ids: np.ndarray[Any, Any],
+    *,
+    costs: np.ndarray[Any, np.dtype[np.float64]],
+    limit: float,
+) -> float:
+    """The best a policy can expect from one decision while keeping its frame's cost limit."""
+    return best_within_cost(np.asarray(rates, dtype=np.float64), costs[action_ids], limit)
+
+
 @dataclass
 class DecisionStats:
-    """Per policy decision: the truth's take-rates of what each arm would have chosen."""
+    """Per policy decision: the truth's take-rates of what each arm would have chosen.
+
+    `oracle` is the best candidate; `oracle_within_limits` the best distribution whose expected
+    offer cost stays within the frame's limit, which is what the served policy is held to."""
 
     day: list[int] = field(default_factory=list)
     frame: list[str] = field(default_factory=list)
@@ -37,6 +69,7 @@ class DecisionStats:
     policy: list[float] = field(default_factory=list)
     uniform: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
+    oracle_within_limits: list[float] = field(default_factory=list)
     organic: list[float] = field(default_factory=list)
     candidates: list[np.ndarray[Any, Any]] = field(default_factory=list)
     rates: list[np.ndarray[Any, Any]] = field(default_factory=list)
@@ -74,6 +107,8 @@ class CustomerReactions:
         self._queue: list[_Pending] = []
         self._order = itertools.count()
         self.stats = DecisionStats()
+        self.costs = action_costs(truth.snapshot)
+        self.limits = cost_limits(truth.snapshot)
         self.holdout_converted: list[bool] = []
         self.contacted_converted: list[bool] = []
         self.counts = {"decisions": 0, "contacts": 0, "unsubscribes": 0, "conversions": 0}
@@ -137,6 +172,10 @@ class CustomerReactions:
         stats.policy.append(float(rates[position]))
         stats.uniform.append(float(rates.mean()))
         stats.oracle.append(float(rates.max()))
+        limit = self.limits.get(decision.frame_key or "", math.inf)
+        stats.oracle_within_limits.append(
+            oracle_within_limit(rates, ids, costs=self.costs, limit=limit)
+        )
         stats.organic.append(organic)
         stats.candidates.append(ids.astype(np.int32))
         stats.rates.append(rates.astype(np.float32))

@@ -19,9 +19,19 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from optimizer.core.catalog import CatalogSnapshot
 from optimizer.ports.decision_logs import LoggedContact
 from optimizer.simulator import metrics
+from optimizer.simulator.reactions import action_costs, cost_limits
 from optimizer.simulator.run import SimulationResult
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+ARM_LABELS = {
+    "policy": "learning policy",
+    "uniform": "uniform random",
+    "best_fixed": "best fixed (A/B winner in hindsight; ignores cost limits)",
+    "oracle_within_limits": "oracle within the frames' cost limits",
+    "oracle": "oracle, unconstrained (best candidate each time)",
+}
+"""How the report names each arm of `summary["conversion_rate"]`."""
 
 
 def summarize(
@@ -37,6 +47,10 @@ def summarize(
     arms = metrics.arm_values(stats, rows=rows)
     diff, low, high = metrics.uplift(result.contacted_converted, result.holdout_converted)
     policies = {f.key: f.spec.contact_policy for f in snapshot.frames}
+    winners = metrics.best_fixed_per_frame(stats)
+    over_limit = metrics.over_cost_limit(
+        winners, costs=action_costs(snapshot), limits=cost_limits(snapshot)
+    )
     return {
         "customers": result.config.customers,
         "days": result.config.days,
@@ -51,11 +65,14 @@ def summarize(
             "policy": arms.policy,
             "uniform": arms.uniform,
             "best_fixed": arms.best_fixed,
+            "oracle_within_limits": arms.oracle_within_limits,
             "oracle": arms.oracle,
         },
         "realised_conversion_rate": float(np.mean(stats.converted[rows])) if n else float("nan"),
         "lift_capture": arms.lift_capture,
+        "lift_capture_unconstrained": arms.lift_capture_unconstrained,
         "beats_best_fixed": arms.policy > arms.best_fixed,
+        "best_fixed_over_cost_limit": over_limit,
         "holdout_uplift": {"value": diff, "ci_low": low, "ci_high": high},
         "holdout_decisions": len(result.holdout_converted),
         "cap_violations": metrics.count_cap_violations(contacts, policies),
@@ -97,13 +114,14 @@ def _plot_over_time(result: SimulationResult, path: Path) -> None:
     best = metrics.best_fixed_values(stats, metrics.best_fixed_per_frame(stats))
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for label, values, style in (
-        ("oracle", stats.oracle, ":"),
+        ("oracle, unconstrained", stats.oracle, ":"),
+        ("oracle within cost limits", stats.oracle_within_limits, (0, (1, 1))),
         ("learning policy", stats.policy, "-"),
-        ("best fixed (A/B winner)", best, "--"),
+        ("best fixed (A/B winner, ignores cost limits)", best, "--"),
         ("uniform random", stats.uniform, "-."),
     ):
         smooth = metrics.rolling(values, window)
-        ax.plot(np.arange(len(smooth)) + window, smooth * 100, style, label=label)
+        ax.plot(np.arange(len(smooth)) + window, smooth * 100, linestyle=style, label=label)
     ax.axvspan(metrics.tail(n).start, n, color="#d9e2ec", alpha=0.5, label="last 20 %")
     ax.set_xlabel("policy decisions")
     ax.set_ylabel(f"expected conversion rate, % (rolling {window})")
@@ -169,7 +187,7 @@ def write_report(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"])
     )
     html = environment.get_template("demo_report.html.j2").render(
-        summary=summary, winners=winners_by_class(result, snapshot)
+        summary=summary, winners=winners_by_class(result, snapshot), labels=ARM_LABELS
     )
     path = out / "report.html"
     path.write_text(html, encoding="utf-8")

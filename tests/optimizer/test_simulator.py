@@ -32,7 +32,13 @@ def test_the_demo_runs_the_loop_and_writes_its_report(
     assert summary["decisions"] > 100
     assert summary["learned"] > 0
     assert summary["cap_violations"] == 0
-    assert set(summary["conversion_rate"]) == {"policy", "uniform", "best_fixed", "oracle"}
+    assert set(summary["conversion_rate"]) == {
+        "policy",
+        "uniform",
+        "best_fixed",
+        "oracle_within_limits",
+        "oracle",
+    }
     rates = summary["conversion_rate"]
     assert rates["uniform"] <= rates["oracle"]
     assert set(summary["holdout_uplift"]) == {"value", "ci_low", "ci_high"}
