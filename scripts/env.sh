@@ -1,5 +1,6 @@
 # Sourced by the other scripts: makes sure .venv exists with the project installed.
-# Usage: source scripts/env.sh [extra]   (extra: "dev" installs the test and lint tools too)
+# Usage: source scripts/env.sh [extra]   (extra: "dev" installs the test and lint tools and the
+# benchmark peers too: the tests run the benchmark suite on a few rounds)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
@@ -13,6 +14,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
 target="."
-if [ "${1:-}" = "dev" ]; then target=".[dev]"; fi
+if [ "${1:-}" = "dev" ]; then target=".[dev,bench]"; fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target"
 export PATH="$PWD/$VENV/bin:$PATH"
