@@ -37,7 +37,7 @@ class CBModel:
     def __init__(self, args: Sequence[str] | None = None, *, model_data: bytes | None = None):
         try:
             if model_data is not None:
-                self._workspace = vw.Workspace(model_data=model_data)
+                self._workspace = vw.Workspace(["--quiet"], model_data=model_data)
             else:
                 self._workspace = vw.Workspace(list(args or []))
         except Exception as exc:  # VW raises its own errors for bad args or bytes
@@ -62,7 +62,8 @@ class CBModel:
         return example
 
     def predict(self, shared: str, actions: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """The explore distribution over `actions`, in their order."""
+        """The explore distribution over `actions`, in their order (a `--cb_adf` regressor
+        gives its predicted costs instead)."""
         with self._lock:
             cached = self._actions
             examples = [self._parse(shared)]
@@ -85,6 +86,38 @@ class CBModel:
         probability: float,
     ) -> None:
         """One contextual-bandit update: `chosen` was taken with `probability` and cost `cost`."""
+        self._learn(shared, actions, chosen, cost, probability, predict=False)
+
+    def predict_then_learn(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        *,
+        chosen: int,
+        cost: float,
+        probability: float,
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """`learn`, returning the explore distribution the model had before the update.
+
+        VW computes that distribution inside the update anyway, so progressive validation costs
+        no second pass over the candidates (the tests check it equals `predict` beforehand).
+        """
+        scores = self._learn(shared, actions, chosen, cost, probability, predict=True)
+        pmf = np.zeros(len(actions), dtype=np.float64)
+        for index, p in scores:
+            pmf[index] = p
+        return pmf
+
+    def _learn(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        chosen: int,
+        cost: float,
+        probability: float,
+        *,
+        predict: bool,
+    ) -> list[tuple[int, float]]:
         if not 0 <= chosen < len(actions):
             raise VWError(f"chosen index {chosen} outside {len(actions)} actions")
         if not 0.0 < probability <= 1.0:
@@ -94,7 +127,13 @@ class CBModel:
             chosen_example = examples[chosen + 1]
             chosen_example._set_label(vw.CBLabel(label=(float(cost), float(probability))))
             try:
+                if predict:
+                    return cast(
+                        list[tuple[int, float]],
+                        self._core.predict_then_learn_multi_ex_one(examples),
+                    )
                 self._core.learn_multi_ex_one(examples)
+                return []
             finally:
                 chosen_example._set_label(vw.CBLabel())
 
