@@ -17,7 +17,7 @@ import numpy as np
 
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.cost_limit import cap_expected_cost
-from optimizer.vw import CBModel
+from optimizer.tuning import PolicyModel, TunedModel, build_model
 
 UNTRAINED_VERSION = "0"
 
@@ -88,9 +88,7 @@ class BanditPolicy:
         self.name = name
         self.version = version
         self.examples_learned = examples_learned
-        self.model = (
-            CBModel(spec.vw_args()) if model_data is None else CBModel(model_data=model_data)
-        )
+        self.model: PolicyModel = build_model(spec, model_data)
 
     @classmethod
     def from_stored(cls, stored: StoredModel, *, version: str | None = None) -> BanditPolicy:
@@ -169,6 +167,10 @@ class BanditPolicy:
             shared, actions, chosen=chosen, cost=reward_to_cost(reward), probability=probability
         )
         self.examples_learned += 1
+
+    def tuning_report(self) -> dict[str, Any] | None:
+        """The self-tuning race (every candidate's estimate and which one serves), if tuned."""
+        return self.model.report() if isinstance(self.model, TunedModel) else None
 
     def serialize(self) -> bytes:
         return self.model.serialize()

@@ -309,6 +309,7 @@ def _version_meta(
         "floor_share": floor_share,
         "source": source,
         "registered_at": time.time(),
+        **({"tuning": policy.tuning_report()} if policy.tuning_report() else {}),
         **dict((tags or {}).items()),
     }
 
@@ -341,13 +342,24 @@ def _version_tags(
     return {
         "campopt.source": source,
         "campopt.examples_learned": str(policy.examples_learned),
+        **(
+            {"campopt.serving_candidate": str(report["leader_label"])}
+            if (report := policy.tuning_report())
+            else {}
+        ),
         **({"campopt.parent_version": parent_version} if parent_version else {}),
         **{f"campopt.{k}": str(v) for k, v in (tags or {}).items()},
     }
 
 
 def _spec_params(spec: PolicySpec) -> dict[str, Any]:
-    return {k: ",".join(v) if isinstance(v, tuple) else v for k, v in spec.model_dump().items()}
+    params: dict[str, Any] = {
+        k: ",".join(v) if isinstance(v, tuple) else v
+        for k, v in spec.model_dump(exclude={"tuning"}).items()
+    }
+    tuning = spec.tuning
+    params["tuning"] = "off" if tuning is None else "; ".join(c.label() for c in tuning.candidates)
+    return params
 
 
 def _not_found(exc: MlflowException) -> bool:
