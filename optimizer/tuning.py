@@ -7,9 +7,16 @@ per candidate spec on every final reward and serves SquareCB over the leader's p
 online square loss, so the candidates race on that: before a candidate learns a reward, its
 prediction of the logged candidate's cost is scored, paired across candidates
 (`optimizer.core.selection`). VW's update returns the pre-update predictions, so the race costs
-one VW pass per candidate. The regressors learn with capped importance weights
-(`PolicySpec.max_importance_weight`); the logged probability itself stays as it was, for
-offline evaluation.
+one VW pass per candidate.
+
+The regressors learn unweighted, as SquareCB's analysis has it, except when the logged choice
+was no contact: that one keeps its importance weight 1/p (the logged probability itself stays
+as it was, for offline evaluation). No contact is mostly chosen by the floor and the frame's
+cost cap rather than by the model, and its reward is the organic rate every contact is compared
+with. Replaying the simulator's first 30,000 policy decisions, this took lift capture from 0.70
+(all unweighted) to 0.765; weighting every choice, even capped at 10, did worse (0.74; 0.28
+uncapped). VW 9.9's `--squarecb` learns the same way, by a different route: it drops the weight
+of every candidate but the last, and no contact is the last of our candidate lists.
 
 Comparing the candidates' distributions by inverse-propensity estimates was measured first: it
 is unbiased, but with 5 % uniform exploration it never reached confidence within 4,000 rewards,
@@ -31,6 +38,7 @@ import numpy as np
 from optimizer.core.exploration import squarecb
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.core.selection import ProgressiveValidation
+from optimizer.features import NO_CONTACT_LINE
 from optimizer.vw import CBModel, VWError
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -90,10 +98,10 @@ class TunedModel:
     def learn(
         self, shared: str, actions: Sequence[str], *, chosen: int, cost: float, probability: float
     ) -> None:
-        """Every candidate learns the reward with importance weight 1/p capped at the spec's
-        `max_importance_weight`; its pre-update prediction of the logged candidate's cost
-        scores it first."""
-        weighted = max(probability, 1.0 / self.specs[0].max_importance_weight)
+        """Every candidate learns the reward, unweighted as SquareCB's regression oracle is,
+        except a no-contact choice, which keeps its importance weight 1/p; its pre-update
+        prediction of the logged candidate's cost scores it first."""
+        weighted = probability if actions[chosen] == NO_CONTACT_LINE else 1.0
         losses = np.empty(len(self.models))
         for i, model in enumerate(self.models):
             predicted = model.predict_then_learn(

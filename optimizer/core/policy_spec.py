@@ -88,10 +88,7 @@ class PolicySpec(BaseModel):
     policy captured half as much lift after 40,000 decisions.
 
     Self-tuning (`tuning`, on by default for SquareCB) races the learning rates 0.5 (this spec's),
-    0.1 and 2.0; see `TuningSpec`. Its regressors learn each reward with importance weight
-    1/p capped at `max_importance_weight`: replaying the simulator's first 30,000 policy
-    decisions, uncapped weights captured 0.28 of the oracle's lift, no weights 0.70 and a cap
-    of 10 0.74; on the synthetic suite a cap of 10 also beat no weights.
+    0.1 and 2.0; see `TuningSpec` and `optimizer.tuning`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -109,7 +106,6 @@ class PolicySpec(BaseModel):
     cb_type: Literal["mtr", "ips", "dr"] = "mtr"
     min_probability_share: float = Field(default=0.05, ge=0.0, lt=1.0)
     tuning: TuningSpec | None = TuningSpec()
-    max_importance_weight: float = Field(default=10.0, ge=1.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from optimizer.core.policy_spec import Candidate, PolicySpec, TuningSpec
+from optimizer.features import NO_CONTACT_LINE
 from optimizer.policy import BanditPolicy
 from optimizer.tuning import TunedModel
 from optimizer.vw import CBModel, VWError
@@ -113,3 +114,25 @@ def test_specs_name_their_candidates_and_refuse_duplicates() -> None:
         PolicySpec(algorithm="bagging", tuning=TuningSpec())
     assert PolicySpec(algorithm="bagging").tuning is None
     assert PolicySpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+def test_a_single_candidate_serves_exactly_what_vw_squarecb_would() -> None:
+    """Contacts learn unweighted, no contact with its weight: VW 9.9's --squarecb learns the
+    same way when no contact is the last candidate, so the distributions agree."""
+    spec = PolicySpec(tuning=TuningSpec(candidates=(Candidate(learning_rate=0.1),), z=10.0))
+    tuned = TunedModel(spec)
+    vw = CBModel(spec.candidate_specs()[0].vw_args())
+    actions = [*ACTIONS, NO_CONTACT_LINE]
+    rng = np.random.default_rng(4)
+    for _ in range(400):
+        shared = f"shared |c hc_{'AB'[int(rng.integers(2))]} u:{rng.random():.3f}"
+        pmf = vw.predict(shared, actions)
+        assert np.allclose(tuned.predict(shared, actions), pmf, atol=1e-6)
+        logging = 0.5 * pmf + 0.5 / len(actions)
+        logging /= logging.sum()
+        chosen = int(rng.choice(len(actions), p=logging))
+        cost = -float(rng.random() < 0.2 + 0.1 * chosen)
+        p = float(logging[chosen])
+        tuned.learn(shared, actions, chosen=chosen, cost=cost, probability=p)
+        vw.learn(shared, actions, chosen=chosen, cost=cost, probability=p)
+    assert tuned.leader == 0

@@ -30,7 +30,7 @@ def test_without_decay_the_estimates_are_plain_means_and_the_difference_is_paire
     paired = data[:, 1] - data[:, 0]
     assert math.isclose(mean, paired.mean(), abs_tol=1e-9)
     expected = math.sqrt(max(paired.var(), 0.0) / len(values))
-    assert math.isclose(error, expected, rel_tol=1e-6, abs_tol=1e-9)
+    assert math.isclose(error, expected, rel_tol=1e-6, abs_tol=1e-6)  # sqrt of a rounding error
 
 
 @given(rows)
