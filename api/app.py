@@ -16,6 +16,7 @@ from api.routes import customers, decisions, feedback, governance, health, outbo
 from api.settings import Settings
 
 DOCS_ASSETS = "/docs-assets"
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()
 
 
 def tune_garbage_collector() -> None:
@@ -23,11 +24,20 @@ def tune_garbage_collector() -> None:
 
     A decision allocates a few hundred short-lived objects; with default thresholds the cyclic
     collector's full passes over the start-up heap (catalog, schemas, models) stall about one
-    request in a hundred by 10 ms or more. Frozen objects are never scanned again.
+    request in a hundred by 10 ms or more. Frozen objects are never scanned again, and never
+    collected either: `restore_garbage_collector` undoes this when the app stops.
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+
+
+def restore_garbage_collector() -> None:
+    """Hand the frozen heap back to the collector, so a stopped app (its catalog, its models)
+    is freed: a process that builds apps one after another (tests, an embedding host) would
+    otherwise keep every one of them."""
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             container.close()
+            # FastAPI's callable caches may outlive the app; the models must not.
+            del app.state.services
+            restore_garbage_collector()
 
     # Swagger UI and ReDoc from files the package ships: the CDN pages stay blank offline
     app = FastAPIOffline(

@@ -3,9 +3,11 @@ one typed dependency it declares from the container."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,3 +233,19 @@ def test_building_the_container_starts_no_thread(
     settings = Settings(data_dir=tmp_path, database_url=database, mlflow_tracking_uri="disabled")
     build_container(settings).close()
     assert started.names == []
+
+
+def test_a_stopped_app_lets_its_container_go(settings: Settings, admin_key: str) -> None:
+    """The app freezes its start-up heap for the collector; once it stops, its container (the
+    catalog, every frame's models) must be collectable, or each app built in one process keeps
+    its models for good."""
+    from api.app import create_app
+
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {admin_key}"
+        assert test_client.get("/readyz").status_code in (200, 503)
+        built = weakref.ref(app.state.services)
+    gc.collect()
+    assert built() is None
+    assert gc.get_freeze_count() == 0
