@@ -86,7 +86,7 @@ def test_squarecb_is_a_distribution_that_favours_the_lowest_cost(
     pmf = squarecb(c, gamma_scale=gamma_scale, learned=learned)
     assert math.isclose(float(pmf.sum()), 1.0, rel_tol=1e-9)
     assert (pmf >= 0).all()
-    assert pmf[int(np.argmin(c))] == pmf.max()
+    assert pmf[int(np.argmin(c))] >= pmf.max() - 1e-12  # ties: the best gets 1 - the rest
     order = np.argsort(c, kind="stable")
     rest = pmf[order[1:]]
     assert (np.diff(rest) <= 1e-12).all()
