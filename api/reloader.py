@@ -38,5 +38,9 @@ class PolicyReloader:
             if self._stop.wait(self._interval):
                 return
 
-    def stop(self) -> None:
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop and wait for a refresh in flight: it reads the database the container is
+        about to dispose of."""
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)

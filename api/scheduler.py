@@ -202,7 +202,11 @@ class SchedulerRunner:
         if self.services.source is not None:
             reconcile_aliases(self.services.learning, self.services.source)
 
-    def stop(self) -> None:
+    def stop(self, *, timeout: float = 60.0) -> None:
+        """Stop electing, then the jobs, then give up the lock: joining the leader thread
+        first means it cannot start the jobs again after they were stopped."""
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
         self._stop_jobs()
         self.lock.release()
