@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
 
 from optimizer.answers import DecisionAnswer
 from optimizer.core.decision import DecisionAsk
@@ -91,7 +93,19 @@ class DecisionService:
         return future
 
     def close(self) -> None:
+        """Stop the writer thread; until then it holds the policies it decided with."""
         self.writer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def record(self, decision_id: uuid.UUID) -> LoggedDecision:
         """The logged decision with its candidates, for explaining it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,6 +146,23 @@ def store_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         return
     with _empty_database(request, request.param, tmp_path) as engine:
         yield engine
+
+
+SERVICE_THREADS = frozenset({"decision-writer", "policy-reload", "leader", "wal-checkpoint"})
+"""Threads of the service that its `close` stops; one left running holds its policies and
+models (and its database connections) until the process ends."""
+
+
+@pytest.fixture(autouse=True)
+def no_service_thread_outlives_its_test() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t.name
+        for t in set(threading.enumerate()) - before
+        if t.is_alive() and t.name in SERVICE_THREADS
+    ]
+    assert not left, f"threads left running (close what started them): {sorted(left)}"
 
 
 @pytest.fixture

@@ -75,59 +75,59 @@ def test_no_request_sequence_breaks_consent_quiet_hours_frame_or_caps(
     if run == 0:
         with session_scope(engine, write=True) as session:
             load_catalog(session, catalog=example_catalog, source="example", actor="test")
-    service = _service(engine)
-    health = ["C", "D", "B"]
-    ids = [f"r{run}-c{i}" for i in range(3)]
-    consent: dict[str, dict[str, bool]] = {c: {} for c in ids}
-    consent_at_decision: dict[str, dict[str, bool]] = {}
-    for i, customer_id in enumerate(ids):
-        customers.upsert_customer(
-            SqlCustomerStore(engine),
-            customer_id=customer_id,
-            data=Profile(health_class=health[i], language="de", time_zone="Europe/Berlin"),
-        )
-        for channel in CHANNELS:
-            customers.set_consent(
+    with _service(engine) as service:
+        health = ["C", "D", "B"]
+        ids = [f"r{run}-c{i}" for i in range(3)]
+        consent: dict[str, dict[str, bool]] = {c: {} for c in ids}
+        consent_at_decision: dict[str, dict[str, bool]] = {}
+        for i, customer_id in enumerate(ids):
+            customers.upsert_customer(
                 SqlCustomerStore(engine),
                 customer_id=customer_id,
-                channel=channel,
-                update=ConsentUpdate(granted=True, changed_at=START - timedelta(days=1)),
+                data=Profile(health_class=health[i], language="de", time_zone="Europe/Berlin"),
             )
-            consent[customer_id][channel] = True
+            for channel in CHANNELS:
+                customers.set_consent(
+                    SqlCustomerStore(engine),
+                    customer_id=customer_id,
+                    channel=channel,
+                    update=ConsentUpdate(granted=True, changed_at=START - timedelta(days=1)),
+                )
+                consent[customer_id][channel] = True
 
-    now = START
-    answers = {}
-    previous: DecisionAsk | None = None
-    for n, (who, minutes, trigger, channels, change, repeat) in enumerate(steps):
-        now += timedelta(minutes=minutes)
-        customer_id = ids[who]
-        if change is not None:
-            channel, granted = change
-            customers.set_consent(
-                SqlCustomerStore(engine),
-                customer_id=customer_id,
-                channel=channel,
-                update=ConsentUpdate(granted=granted, changed_at=now),
-            )
-            consent[customer_id][channel] = granted
-        if repeat and previous is not None:  # a retry repeats the whole request
-            request = previous
-        else:
-            request = DecisionAsk(
-                request_id=f"r{run}-q{n}",
-                customer_id=customer_id,
-                trigger=trigger,
-                channels=sorted(channels),
-                now=now,
-            )
-        request_id, customer_id = request.request_id, request.customer_id
-        answer = service.decide(request)
-        if request_id in answers:
-            assert answer == answers[request_id]
-        else:
-            consent_at_decision[request_id] = dict(consent[customer_id])
-        answers[request_id] = answer
-        previous = request
+        now = START
+        answers = {}
+        previous: DecisionAsk | None = None
+        for n, (who, minutes, trigger, channels, change, repeat) in enumerate(steps):
+            now += timedelta(minutes=minutes)
+            customer_id = ids[who]
+            if change is not None:
+                channel, granted = change
+                customers.set_consent(
+                    SqlCustomerStore(engine),
+                    customer_id=customer_id,
+                    channel=channel,
+                    update=ConsentUpdate(granted=granted, changed_at=now),
+                )
+                consent[customer_id][channel] = granted
+            if repeat and previous is not None:  # a retry repeats the whole request
+                request = previous
+            else:
+                request = DecisionAsk(
+                    request_id=f"r{run}-q{n}",
+                    customer_id=customer_id,
+                    trigger=trigger,
+                    channels=sorted(channels),
+                    now=now,
+                )
+            request_id, customer_id = request.request_id, request.customer_id
+            answer = service.decide(request)
+            if request_id in answers:
+                assert answer == answers[request_id]
+            else:
+                consent_at_decision[request_id] = dict(consent[customer_id])
+            answers[request_id] = answer
+            previous = request
 
     with session_scope(engine) as session:
         snapshot = read_snapshot(session)

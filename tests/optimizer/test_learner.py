@@ -57,55 +57,54 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CHANNELS = ["email", "sms", "app_push", "app_inbox", "letter"]
 
 
-def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> DecisionService:
+def make_decisions(engine: Engine, n: int, *, seed: int = 0) -> None:
     """n churn decisions for fresh customers, each sent; about a third of them convert."""
-    service = DecisionService(
+    rng = np.random.default_rng(seed)
+    with DecisionService(
         SqlDecisionStore(engine),
         catalog=CatalogCache(SqlCatalogReader(engine)),
         policies=PolicyPool(),
-    )
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        customer = f"l{seed}-{i}"
-        customers.upsert_customer(
-            SqlCustomerStore(engine),
-            customer_id=customer,
-            data=Profile(health_class="CD"[i % 2], language="en", time_zone="Europe/Berlin"),
-        )
-        for channel in CHANNELS:
-            customers.set_consent(
+    ) as service:
+        for i in range(n):
+            customer = f"l{seed}-{i}"
+            customers.upsert_customer(
                 SqlCustomerStore(engine),
                 customer_id=customer,
-                channel=channel,
-                update=ConsentUpdate(granted=True),
+                data=Profile(health_class="CD"[i % 2], language="en", time_zone="Europe/Berlin"),
             )
-        answer = service.decide(
-            DecisionAsk(
-                request_id=f"r{seed}-{i}",
-                customer_id=customer,
-                trigger="health_c_to_d",
-                channels=CHANNELS,
-                now=START + timedelta(minutes=i),
-            )
-        )
-        if answer.contact and answer.action is not None:
-            record_event(
-                SqlFeedbackStore(engine),
-                decision_id=answer.decision_id,
-                event=EventReport(kind="sent"),
-            )
-            if rng.random() < 0.35:
-                record_conversion(
-                    SqlFeedbackStore(engine),
-                    conversion=ConversionReport(
-                        conversion_id=f"conv{seed}-{i}",
-                        customer_id=customer,
-                        kind="stay",
-                        value=10,
-                        occurred_at=answer.action.send_time.send_at + timedelta(hours=5),
-                    ),
+            for channel in CHANNELS:
+                customers.set_consent(
+                    SqlCustomerStore(engine),
+                    customer_id=customer,
+                    channel=channel,
+                    update=ConsentUpdate(granted=True),
                 )
-    return service
+            answer = service.decide(
+                DecisionAsk(
+                    request_id=f"r{seed}-{i}",
+                    customer_id=customer,
+                    trigger="health_c_to_d",
+                    channels=CHANNELS,
+                    now=START + timedelta(minutes=i),
+                )
+            )
+            if answer.contact and answer.action is not None:
+                record_event(
+                    SqlFeedbackStore(engine),
+                    decision_id=answer.decision_id,
+                    event=EventReport(kind="sent"),
+                )
+                if rng.random() < 0.35:
+                    record_conversion(
+                        SqlFeedbackStore(engine),
+                        conversion=ConversionReport(
+                            conversion_id=f"conv{seed}-{i}",
+                            customer_id=customer,
+                            kind="stay",
+                            value=10,
+                            occurred_at=answer.action.send_time.send_at + timedelta(hours=5),
+                        ),
+                    )
 
 
 def learner_for(engine: Engine) -> OnlineLearner:
