@@ -6,10 +6,18 @@ promotion gate estimates it offline. A policy that prefers expensive offers woul
 promise between two gates, so each decision's distribution is mixed with the cheapest candidates
 (no contact, where the frame allows it) just enough that its expected cost stays within the
 limit. The mixed distribution is the one sampled from and logged, so the logs stay evaluable.
+
+Mixing with the cheapest candidates spends the mass it moves without regard to what they earn.
+A policy whose model predicts every candidate's reward does better by pricing offer cost
+(`price_within_cost`): the best distribution within the limit is a two-constraint LP, and its
+Lagrangian subtracts a price per unit of cost from every candidate's predicted reward; at the
+right price the exploring distribution spends exactly the limit, and it moves mass to the cheaper
+candidates the model rates best. `cap_expected_cost` stays as the safety net behind it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,6 +58,52 @@ def cap_expected_cost(pmf: FloatArray, costs: FloatArray, limit: float) -> Float
     mix = (current - limit) / (current - least)
     capped: FloatArray = (1.0 - mix) * pmf + mix * cheapest
     return capped / float(capped.sum())
+
+
+PRICE_STEPS = 16
+"""Bisection steps on the price: the two sides are mixed to spend exactly the limit, so the
+bracket need not be tight (1/65,536 of it)."""
+MAX_PRICE = 1e9
+
+
+def price_within_cost(
+    distribution_at: Callable[[float], FloatArray], costs: FloatArray, limit: float
+) -> FloatArray:
+    """The distribution at the lowest price of offer cost that keeps it within `limit`.
+
+    `distribution_at(price)` is the policy's distribution when every candidate's predicted
+    reward is lowered by `price * cost`; its expected cost falls as the price rises, in steps
+    where the preferred candidate changes. The price is bisected to such a step and the
+    distributions on its two sides are mixed so that the expected cost equals the limit, as the
+    LP's optimum mixes a dear and a cheap candidate. When no price brings the cost within the
+    limit (the exploration floor alone costs more), the dearest-priced distribution comes back
+    and the caller's `cap_expected_cost` does the rest.
+    """
+    if not limit >= 0.0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    ceiling = limit * (1.0 + _TOLERANCE)
+    free = distribution_at(0.0)
+    if expected_cost(free, costs) <= ceiling:
+        return free
+    low, high = 0.0, 1.0
+    at_low, at_high = free, distribution_at(high)
+    while expected_cost(at_high, costs) > ceiling:
+        if high >= MAX_PRICE:
+            return at_high
+        low, at_low = high, at_high
+        high *= 4.0
+        at_high = distribution_at(high)
+    for _ in range(PRICE_STEPS):
+        middle = 0.5 * (low + high)
+        at_middle = distribution_at(middle)
+        if expected_cost(at_middle, costs) > ceiling:
+            low, at_low = middle, at_middle
+        else:
+            high, at_high = middle, at_middle
+    dear, cheap = expected_cost(at_low, costs), expected_cost(at_high, costs)
+    share = (limit - cheap) / (dear - cheap)
+    mixed: FloatArray = share * at_low + (1.0 - share) * at_high
+    return mixed / float(mixed.sum())
 
 
 def best_within_cost(rates: FloatArray, costs: FloatArray, limit: float) -> float:

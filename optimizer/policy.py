@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.core.policy_spec import PolicySpec
-from optimizer.cost_limit import cap_expected_cost
+from optimizer.cost_limit import cap_expected_cost, price_within_cost
 from optimizer.tuning import PolicyModel, TunedModel, build_model
 
 UNTRAINED_VERSION = "0"
@@ -115,18 +115,47 @@ class BanditPolicy:
         costs: FloatArray | None = None,
         max_expected_cost: float | None = None,
     ) -> FloatArray:
-        """The pmf over `actions`; with `costs` and `max_expected_cost`, capped so that its
-        expected offer cost stays within the frame's limit (`optimizer.cost_limit`)."""
+        """The pmf over `actions`; with `costs` and `max_expected_cost`, kept so that its
+        expected offer cost stays within the frame's limit (`optimizer.cost_limit`): a tuned
+        model prices offer cost into its predictions, and every distribution is capped."""
         k = len(actions)
         if k == 0:
             raise ValueError("candidates: a distribution needs at least one candidate")
         if not self.trained or k == 1:
             pmf = np.full(k, 1.0 / k)
+        elif costs is not None and max_expected_cost is not None and self.prices_cost:
+            pmf = self._priced(shared, actions, floor_share, costs, max_expected_cost)
         else:
             pmf = mix_with_uniform(self.model.predict(shared, actions), floor_share)
         if costs is not None and max_expected_cost is not None:
             pmf = cap_expected_cost(pmf, costs, max_expected_cost)
         return pmf
+
+    @property
+    def prices_cost(self) -> bool:
+        """Whether the model predicts rewards that a price of offer cost can shift: a tuned
+        model does; VW's own exploration returns only its distribution."""
+        return isinstance(self.model, TunedModel)
+
+    def _priced(
+        self,
+        shared: str,
+        actions: Sequence[str],
+        floor_share: float,
+        costs: FloatArray,
+        limit: float,
+    ) -> FloatArray:
+        """The tuned model's distribution with offer cost priced in just enough to keep it
+        within `limit`, the exploration floor included."""
+        model = self.model
+        if not isinstance(model, TunedModel):
+            raise TypeError("only a tuned model's predictions can be priced")
+        predicted = model.predicted_costs(shared, actions)
+
+        def at(price: float) -> FloatArray:
+            return mix_with_uniform(model.explore(predicted + price * costs), floor_share)
+
+        return price_within_cost(at, costs, limit)
 
     def choose(
         self,

@@ -92,7 +92,14 @@ class TunedModel:
 
     def predict(self, shared: str, actions: Sequence[str]) -> FloatArray:
         """The leader's SquareCB distribution over `actions`."""
-        costs = self.models[self.leader].predict(shared, actions)
+        return self.explore(self.predicted_costs(shared, actions))
+
+    def predicted_costs(self, shared: str, actions: Sequence[str]) -> FloatArray:
+        """The leader's predicted cost (negative reward) of every candidate."""
+        return self.models[self.leader].predict(shared, actions)
+
+    def explore(self, costs: FloatArray) -> FloatArray:
+        """SquareCB over predicted costs, as far as the leader has learned."""
         return squarecb(costs, gamma_scale=self.leader_spec.gamma_scale, learned=self.learned)
 
     def learn(
