@@ -53,9 +53,17 @@ def context_snapshot(
 
 
 def shared_line(context: Mapping[str, Any]) -> str:
+    """The context's VW line: the health class in `c`, the customer's details (language, usage,
+    tenure, whitelisted attributes) in `d`, the trigger in `t`, the request time in `h`.
+
+    The details have a namespace of their own so that a policy can leave them out of its
+    interactions: crossed with every offer, text and channel they are many weights to learn,
+    and where they do not matter, noise. The self-tuning race decides whether they earn them.
+    """
     parts = [
         "shared |c",
         f"hc_{token(context['health_class'])}",
+        "|d",
         f"lang_{token(context.get('language', ''))}",
         f"usage:{float(context.get('usage_index') or 0.0):.4f}",
     ]
