@@ -105,7 +105,7 @@ class PolicySpec(BaseModel):
     lost to VW's defaults and LinUCB on the non-linear 50-action environments of
     `benchmarks.bandit_suite`; 1.0 won those and cost the demo 0.09 of lift capture; 0.7 wins
     them at a cost to the demo within its run-to-run spread.
-"""
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
