@@ -146,7 +146,7 @@ def learn(lineage: Lineage, event: LearnableReward, lines: ActionLines) -> int:
         return 0
     lineage.policy.learn(
         shared_line(event.context),
-        [lines[int(a)] for a in ids],
+        [lines[a] for a in ids.tolist()],
         chosen=int(chosen[0]),
         reward=event.reward,
         probability=event.probability,

@@ -123,7 +123,11 @@ class CBModel:
         if not 0.0 < probability <= 1.0:
             raise VWError(f"probability {probability} outside (0, 1]")
         with self._lock:
-            examples = [self._parse(shared)] + [self._action(a) for a in actions]
+            cached = self._actions
+            examples = [self._parse(shared)]
+            for line in actions:
+                example = cached.get(line)
+                examples.append(example if example is not None else self._action(line))
             chosen_example = examples[chosen + 1]
             chosen_example._set_label(vw.CBLabel(label=(float(cost), float(probability))))
             try:
