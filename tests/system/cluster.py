@@ -92,11 +92,21 @@ def prepare_registry(tracking_uri: str, artifacts: Path) -> None:
 
 
 class Process:
-    """One `campopt` command in a process group of its own, logging to a file."""
+    """One `campopt` command (or another `program`) in a process group of its own, logging to
+    a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        folder: Path,
+        *,
+        program: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.args = args
+        self.program = program or [sys.executable, "-m", "api.cli"]
         self.env = {**os.environ, **env}
         self.log_path = folder / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
@@ -104,7 +114,7 @@ class Process:
     def start(self) -> Process:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", *self.args],
+                [*self.program, *self.args],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,
@@ -157,15 +167,36 @@ def server(
     return Process(name, args, env, folder)
 
 
-def wait_ready(port: int, process: Process, *, timeout: float = 120.0) -> None:
-    """Until /readyz answers 200 (the process must stay alive meanwhile)."""
+def tracking_server(folder: Path, *, port: int) -> Process:
+    """An MLflow tracking server with its own backend store, serving the artifacts itself, as
+    a deployment runs it (`compose.yaml`); clients reach both through its address."""
+    args = [
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'tracking-server.db'}",
+        "--artifacts-destination",
+        str(folder / "tracking-server-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return Process("mlflow", args, {}, folder, program=[sys.executable, "-m", "mlflow"])
+
+
+def wait_ready(
+    port: int, process: Process, *, timeout: float = 120.0, path: str = "/readyz"
+) -> None:
+    """Until `path` answers 200 (the process must stay alive meanwhile)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.popen is not None
         if process.popen.poll() is not None:
             raise AssertionError(f"{process.name} exited:\n{process.log_tail()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:

@@ -1,4 +1,5 @@
-"""Two API replicas and two workers on one PostgreSQL and one MLflow store, as on several machines.
+"""Two API replicas and two workers on one PostgreSQL and one MLflow tracking server, as on
+several machines (the topology of `compose.yaml`).
 
 The replicas (`campopt serve --no-scheduler`) take decisions and feedback, each for the other's
 decisions; the workers (`campopt worker`) elect a leader through PostgreSQL, which finalises
@@ -39,6 +40,7 @@ from tests.system.cluster import (
     prepare_database,
     prepare_registry,
     server,
+    tracking_server,
     wait_for,
     wait_ready,
 )
@@ -198,8 +200,9 @@ def test_two_replicas_and_two_workers_decide_learn_fail_over_and_promote(
         since=wall - timedelta(days=90),
         language="de",
     )
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    prepare_registry(tracking, tmp_path / "mlartifacts")
+    mlflow_port = free_port()
+    mlflow = tracking_server(tmp_path, port=mlflow_port).start()
+    tracking = f"http://127.0.0.1:{mlflow_port}"
     env = {
         **FAST_JOBS,
         "CAMPOPT_DATABASE_URL": url,
@@ -218,6 +221,8 @@ def test_two_replicas_and_two_workers_decide_learn_fail_over_and_promote(
     engine = create_engine_from_url(url)
     replicas = Replicas(ports, key, customers)
     try:
+        wait_ready(mlflow_port, mlflow, path="/health")
+        prepare_registry(tracking, tmp_path / "mlartifacts")
         for process in (*apis, *workers):
             process.start()
         for port, api in zip(ports, apis, strict=True):
@@ -281,11 +286,11 @@ def test_two_replicas_and_two_workers_decide_learn_fail_over_and_promote(
         assert audit.status_code == 200, audit.text
         assert any(e["subject"] == f"{FRAME}:{version}" for e in audit.json())
     except BaseException:
-        for process in (*apis, *workers):
+        for process in (*apis, *workers, mlflow):
             print(f"--- {process.name}\n{process.log_tail()}")
         raise
     finally:
         replicas.close()
-        for process in (*apis, *workers):
+        for process in (*apis, *workers, mlflow):
             process.stop()
         engine.dispose()
