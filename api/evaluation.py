@@ -3,6 +3,7 @@ wired to the evaluation pipeline, files in and out, and what the terminal shows.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,46 @@ def evaluate_file(path: Path, *, out: Path, fmt: Literal["markdown", "html"]) ->
     data = from_arrow(table)
     segments = [s for s in SEGMENTS if s in table.schema.names]
     return evaluate(data, targets, segments=segments, out_dir=out, fmt=fmt)
+
+
+def evaluate_file_partitioned(
+    path: Path, *, out: Path, engine: Literal["partitions", "spark"], master: str = "local[2]"
+) -> dict[str, dict[str, Estimate]]:
+    """Every estimator for each `target__<name>` column and for uniform, accumulated per
+    partition (file by file on this machine, or on Spark) and merged; estimates.json in `out`.
+    For logs too large for one pass in memory; no plots, no segments."""
+    import pyarrow.dataset as ds
+
+    from offline_eval import DEFAULT_ESTIMATORS, IPS, SNIPS
+    from offline_eval.io import PREDICTIONS
+    from offline_eval.partitioned import PartitionJob, evaluate_partitions
+    from offline_eval.replay import Uniform
+
+    if not path.exists():
+        raise ValueError(f"--log: {path} does not exist")
+    names = ds.dataset(str(path), format="parquet", partitioning="hive").schema.names
+    estimators = DEFAULT_ESTIMATORS if PREDICTIONS in names else (IPS(), SNIPS())
+    job = PartitionJob(estimators=estimators, policies={"uniform": Uniform()})
+    if engine == "spark":
+        from offline_eval.spark import evaluate_on_spark, spark_session
+
+        spark = spark_session(master)
+        try:
+            result = evaluate_on_spark(spark, path, job)
+        finally:
+            spark.stop()
+    else:
+        result = evaluate_partitions(path, job)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "engine": engine,
+        "log": str(path),
+        "policies": {
+            policy: [e.to_dict() for e in by_name.values()] for policy, by_name in result.items()
+        },
+    }
+    (out / "estimates.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def export_logs(

@@ -47,6 +47,16 @@ def evaluate_command(
         typer.Option(help="a log in the flat layout with target__<name> columns (Parquet)"),
     ] = None,
     report_format: Annotated[str, typer.Option("--format", help="markdown or html")] = "html",
+    engine_name: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="for --log: memory (the full report), partitions (file by file) or spark",
+        ),
+    ] = "memory",
+    master: Annotated[
+        str, typer.Option(help="Spark master for --engine spark, e.g. local[2] or spark://…")
+    ] = "local[2]",
     later_share: Annotated[
         float, typer.Option(help="share of the newest logs to evaluate on (the rest trains)")
     ] = 0.5,
@@ -66,6 +76,14 @@ def evaluate_command(
 
     if report_format not in ("markdown", "html"):
         raise fail(f"--format: {report_format!r} is not markdown or html")
+    if engine_name not in ("memory", "partitions", "spark"):
+        raise fail(f"--engine: {engine_name!r} is not memory, partitions or spark")
+    if engine_name != "memory":
+        if log is None:
+            raise fail(f"--engine {engine_name}: needs --log (a Parquet log in the flat layout)")
+        kind: Literal["partitions", "spark"] = "spark" if engine_name == "spark" else "partitions"
+        _evaluate_partitioned(log, out, kind, master)
+        return
     fmt: Literal["markdown", "html"] = "html" if report_format == "html" else "markdown"
     try:
         with Progress(
@@ -107,6 +125,37 @@ def evaluate_command(
     for warning in report.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     console.print(f"report and estimates.json in {out}")
+
+
+def _evaluate_partitioned(
+    log: Path, out: Path, engine: Literal["partitions", "spark"], master: str
+) -> None:
+    from api.evaluation import evaluate_file_partitioned
+
+    if engine == "spark":
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise fail(
+                "--engine spark: pyspark is not installed (pip install 'campaign-optimizer[spark]')"
+            ) from None
+    try:
+        result = evaluate_file_partitioned(log, out=out, engine=engine, master=master)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    count = next(iter(next(iter(result.values())).values())).n
+    console.print(f"{count} logged decisions evaluated on {engine} (95 % intervals)")
+    for policy, by_name in result.items():
+        for name in ("SNIPS", "DR"):
+            estimate = by_name.get(name)
+            if estimate is None:
+                continue
+            console.print(
+                f"  {policy:14s} {name:>9s} {estimate.value:.4f} "
+                f"[{estimate.ci_low:.4f}, {estimate.ci_high:.4f}]",
+                highlight=False,
+            )
+    console.print(f"estimates.json in {out}")
 
 
 @logs_app.command("export")
