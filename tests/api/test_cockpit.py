@@ -291,3 +291,28 @@ def test_every_number_on_the_overview_agrees_with_the_database(
         assert f'Active frame version: <b data-metric="active_version">{version}</b>' in page
     assert checked > 60
     assert _number(shown[(FRAME, "", "", "uplift.contacts")])  # the seeded frame has contacts
+
+
+def test_approvals_command_lists_waiting_frame_versions_with_their_changes(
+    loaded_engine: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from tests.conftest import engine_url
+
+    monkeypatch.setenv("CAMPOPT_DATA_DIR", str(tmp_path))
+    url = engine_url(loaded_engine)
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["approvals", "--no-policies", "--database-url", url])
+    assert nothing.exit_code == 0, nothing.output
+    assert "No frame version is waiting" in nothing.output
+    version = add_draft(loaded_engine)
+
+    listed = runner.invoke(app, ["approvals", "--no-policies", "--database-url", url])
+
+    assert listed.exit_code == 0, listed.output
+    assert FRAME in listed.output
+    assert str(version) in listed.output
+    assert "holdout_share" in listed.output
+    assert "0.05 → 0.08" in listed.output
