@@ -561,7 +561,14 @@ def activate(
 
 
 def approve_frame(
-    session: Session, *, key: str, version: int, approver: str, now: datetime, reason: str = ""
+    session: Session,
+    *,
+    key: str,
+    version: int,
+    approver: str,
+    now: datetime,
+    reason: str = "",
+    via: str = "api",
 ) -> DecisionFrame:
     """A manager approves a draft version: it becomes active, the previous version retires."""
     versions = _versions_of(session, key)
@@ -577,14 +584,21 @@ def approve_frame(
             actor=approver,
             action="frame.approve",
             subject=f"{key} v{version}",
-            details={"via": "api", "widens": widens, "reason": reason},
+            details={"via": via, "widens": widens, "reason": reason},
         )
     )
     return frame
 
 
 def reject_frame(
-    session: Session, *, key: str, version: int, actor: str, now: datetime, reason: str
+    session: Session,
+    *,
+    key: str,
+    version: int,
+    actor: str,
+    now: datetime,
+    reason: str,
+    via: str = "api",
 ) -> DecisionFrame:
     """A manager turns a draft down: it retires without ever serving, and the reason is kept."""
     frame = _draft(_versions_of(session, key), key, version, verb="rejected")
@@ -597,7 +611,7 @@ def reject_frame(
             actor=actor,
             action="frame.reject",
             subject=f"{key} v{version}",
-            details={"via": "api", "reason": reason},
+            details={"via": via, "reason": reason},
         )
     )
     return frame

@@ -162,19 +162,32 @@ class SqlGovernanceStore:
             return None if row is None else FrameSpec.model_validate(row.spec)
 
     def approve(
-        self, *, key: str, version: int, approver: str, now: datetime, reason: str = ""
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
     ) -> port.FrameVersionInfo:
         with session_scope(self.engine, write=True) as session:
             row = approve_frame(
-                session, key=key, version=version, approver=approver, now=now, reason=reason
+                session,
+                key=key,
+                version=version,
+                approver=approver,
+                now=now,
+                reason=reason,
+                via=via,
             )
             return _version_info(row)
 
     def reject(
-        self, *, key: str, version: int, actor: str, now: datetime, reason: str
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
     ) -> port.FrameVersionInfo:
         with session_scope(self.engine, write=True) as session:
             row = reject_frame(
-                session, key=key, version=version, actor=actor, now=now, reason=reason
+                session, key=key, version=version, actor=actor, now=now, reason=reason, via=via
             )
             return _version_info(row)

@@ -29,7 +29,8 @@ def daily_chart(days: Sequence[DayCounts], *, width: int = 420, height: int = 15
         f'width="{width}" height="{height}" role="img" aria-label="per day">',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
         'stroke="#999"/>',
-        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="10">{peak}</text>',
+        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="10" '
+        f'data-metric="chart.peak" data-value="{peak}">{peak}</text>',
         f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" font-size="10">0</text>',
     ]
     for name, colour in SERIES:

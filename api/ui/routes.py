@@ -235,11 +235,21 @@ def judge_frame(
     try:
         if verdict == "approve":
             services.governance.approve(
-                key=key, version=version, approver=principal.name, now=utcnow(), reason=reason
+                key=key,
+                version=version,
+                approver=principal.name,
+                now=utcnow(),
+                reason=reason,
+                via="cockpit",
             )
         else:
             services.governance.reject(
-                key=key, version=version, actor=principal.name, now=utcnow(), reason=reason
+                key=key,
+                version=version,
+                actor=principal.name,
+                now=utcnow(),
+                reason=reason,
+                via="cockpit",
             )
     except (LookupError, ValueError) as exc:
         ui_session.flash(request.session, str(exc), "error")

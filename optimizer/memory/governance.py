@@ -97,7 +97,7 @@ class MemoryGovernanceStore:
         return None if entry is None else entry[1]
 
     def reject(
-        self, *, key: str, version: int, actor: str, now: datetime, reason: str
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
     ) -> FrameVersionInfo:
         with self._lock:
             entry = self._versions.get((key, version))
@@ -116,13 +116,20 @@ class MemoryGovernanceStore:
                     action="frame.reject",
                     subject=f"{key} v{version}",
                     at=now,
-                    details={"via": "api", "reason": reason},
+                    details={"via": via, "reason": reason},
                 )
             )
         return rejected
 
     def approve(
-        self, *, key: str, version: int, approver: str, now: datetime, reason: str = ""
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
     ) -> FrameVersionInfo:
         with self._lock:
             versions = {v: entry for (k, v), entry in self._versions.items() if k == key}
@@ -152,7 +159,7 @@ class MemoryGovernanceStore:
                     action="frame.approve",
                     subject=f"{key} v{version}",
                     at=now,
-                    details={"via": "api", "widens": widens, "reason": reason},
+                    details={"via": via, "widens": widens, "reason": reason},
                 )
             )
         return approved

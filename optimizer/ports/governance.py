@@ -98,19 +98,27 @@ class FrameVersions(Protocol):
         ...
 
     def approve(
-        self, *, key: str, version: int, approver: str, now: datetime, reason: str = ""
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
     ) -> FrameVersionInfo:
         """A draft becomes active and the version it replaces retires; audited as
-        `frame.approve` with the reason, in one transaction. `LookupError` for an unknown
-        version, `ValueError` for one that is not a draft or is older than a version that has
-        served."""
+        `frame.approve` with the reason and the way in (`via`), in one transaction.
+        `LookupError` for an unknown version, `ValueError` for one that is not a draft or is
+        older than a version that has served."""
         ...
 
     def reject(
-        self, *, key: str, version: int, actor: str, now: datetime, reason: str
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
     ) -> FrameVersionInfo:
-        """A draft retires without serving; audited as `frame.reject` with the reason, in one
-        transaction. `LookupError` for an unknown version, `ValueError` for one not a draft."""
+        """A draft retires without serving; audited as `frame.reject` with the reason and the
+        way in, in one transaction. `LookupError` for an unknown version, `ValueError` for one
+        not a draft."""
         ...
 
 

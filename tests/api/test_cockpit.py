@@ -214,7 +214,8 @@ def test_every_number_on_the_overview_agrees_with_the_database(
             )
         ).all()
     checked = 0
-    for key, version, guardrails, _ in frames:
+    assert shown[("", "", "", "window_days")] == "7"
+    for key, version, guardrails, max_offer_cost in frames:
         guardrails = (
             guardrails if isinstance(guardrails, dict) else __import__("json").loads(guardrails)
         )
@@ -280,6 +281,14 @@ def test_every_number_on_the_overview_agrees_with_the_database(
         assert _agree(conversion, x1 / n1 if n1 else None)
         per_decision = _number(shown[(key, "", "offer cost per decision", "guardrail.value")])
         assert _agree(per_decision, expected["spend.per_decision"])
+        cost_limit = _number(shown[(key, "", "offer cost per decision", "guardrail.threshold")])
+        assert cost_limit == guardrails["max_offer_cost_per_decision"]
+        assert _number(shown[(key, "", floor, "guardrail.threshold")]) is None  # no promotion
+        assert _number(shown[(key, "", "", "spend.max_offer_cost")]) == max_offer_cost
+        week = [now.date() - timedelta(days=back) for back in range(7)]
+        peak = max(1, *(c[d] for c in (days, contacts_by_day, converted_by_day) for d in week))
+        assert shown[(key, "", "", "chart.peak")] == str(peak)
+        checked += 4
         assert shown[(key, "", "", "active_version")] == ""  # an element without a value
         checked += 2
         for metric in ("uplift.contact_rate", "uplift.holdout_rate"):

@@ -129,6 +129,7 @@ def test_a_manager_signs_in_reads_the_overview_and_approves_a_waiting_frame_vers
     row = page.locator('tr[data-action="frame.approve"]').first
     assert "maria.manager" in row.inner_text()
     assert "a larger holdout measures the uplift better" in row.inner_text()
+    assert "via: cockpit" in row.inner_text()
     assert "trying without the scope" not in page.inner_text("main")
     _shoot(page, "audit", keep)
 
