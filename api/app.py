@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import gc
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.staticfiles import StaticFiles
 
 from api.container import build_container
 from api.errors import BodySizeLimit, install_error_handlers
 from api.observability import RequestMetrics, configure_logging
 from api.routes import customers, decisions, feedback, governance, health, outbound
 from api.settings import Settings
+from api.ui import routes as ui
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 DOCS_ASSETS = "/docs-assets"
 DEFAULT_GC_THRESHOLDS = gc.get_threshold()
@@ -77,4 +84,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(outbound.router)
     app.include_router(governance.router)
+    _add_cockpit(app, settings)
     return app
+
+
+def _add_cockpit(app: FastAPI, settings: Settings) -> None:
+    """The managers' pages under /ui, their stylesheet, and the signed session cookie they
+    sign in with (only sent to /ui, never cross-site)."""
+    secret = settings.ui_session_secret.get_secret_value() or secrets.token_urlsafe(32)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie="campopt_ui",
+        max_age=int(settings.ui_session_hours * 3600),
+        path="/ui",
+        same_site="strict",
+        https_only=settings.ui_https_only,
+    )
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.include_router(ui.router)

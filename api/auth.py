@@ -80,7 +80,10 @@ class KeyVerifier:
         self._lock = threading.Lock()
 
     def verify(self, key: str) -> Principal | None:
-        digest = hash_key(key)
+        return self.verify_digest(hash_key(key))
+
+    def verify_digest(self, digest: str) -> Principal | None:
+        """By the key's hash: what a signed-in session keeps instead of the key itself."""
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self.ttl:

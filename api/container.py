@@ -20,6 +20,7 @@ from api.settings import Settings
 from campaign_db import migrate
 from campaign_db.audit import SqlAuditLog
 from campaign_db.catalog import SqlCatalogReader
+from campaign_db.cockpit import SqlCockpitReader
 from campaign_db.customers import SqlCustomerStore
 from campaign_db.decision_logs import SqlDecisionLogs
 from campaign_db.decisions import SqlDecisionStore
@@ -34,6 +35,7 @@ from offline_eval.gate import GateConfig
 from optimizer.core.values import IdSource, clock_id
 from optimizer.decisions import DecisionService
 from optimizer.ports.audit import AuditLog
+from optimizer.ports.cockpit import CockpitReader
 from optimizer.ports.customers import CustomerStore
 from optimizer.ports.decision_logs import DecisionLogReader
 from optimizer.ports.feedback import FeedbackStore
@@ -74,6 +76,7 @@ class Container:
     governance: GovernanceStore
     feedback: FeedbackStore
     customers: CustomerStore
+    cockpit: CockpitReader
     source: PolicyRegistry | None = None
     """The MLflow registry; None when `CAMPOPT_MLFLOW_TRACKING_URI=disabled`."""
     scheduler: SchedulerRunner | None = None
@@ -192,6 +195,7 @@ def build_container(
         governance=SqlGovernanceStore(engine),
         feedback=SqlFeedbackStore(engine),
         customers=SqlCustomerStore(engine),
+        cockpit=SqlCockpitReader(engine),
         source=registry,
     )
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from optimizer.health import UsageIndexConfig
@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_evidence_age_days: float = Field(default=7.0, description="older evidence cannot promote")
     guardrail_window_days: float = Field(default=7.0, description="live guardrail window")
     guardrail_seconds: float = Field(default=300.0, description="guardrail monitor interval")
+    ui_session_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="signs the cockpit's session cookies; empty: a random one per process, so "
+        "set it when several workers or replicas serve /ui",
+    )
+    ui_session_hours: float = Field(default=8.0, gt=0, description="cockpit sign-in lifetime")
+    ui_https_only: bool = Field(default=False, description="cockpit cookie only over HTTPS")
     train_seconds: float = Field(
         default=86_400.0, description="how often candidates are trained and gated"
     )

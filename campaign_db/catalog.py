@@ -561,21 +561,18 @@ def activate(
 
 
 def approve_frame(
-    session: Session, *, key: str, version: int, approver: str, now: datetime
+    session: Session,
+    *,
+    key: str,
+    version: int,
+    approver: str,
+    now: datetime,
+    reason: str = "",
+    via: str = "api",
 ) -> DecisionFrame:
     """A manager approves a draft version: it becomes active, the previous version retires."""
-    versions = list(
-        session.exec(
-            select(DecisionFrame)
-            .where(DecisionFrame.key == key)
-            .order_by(col(DecisionFrame.version).desc())
-        ).all()
-    )
-    frame = next((v for v in versions if v.version == version), None)
-    if frame is None:
-        raise LookupError(f"frame {key!r} has no version {version}")
-    if frame.status != FrameStatus.draft:
-        raise ValueError(f"frame {key} v{version} is {frame.status}, only a draft can be approved")
+    versions = _versions_of(session, key)
+    frame = _draft(versions, key, version, verb="approved")
     newer = [v for v in versions if v.version > version and v.status != FrameStatus.draft]
     if newer:
         raise ValueError(f"frame {key} v{version} is older than the serving v{newer[0].version}")
@@ -587,9 +584,55 @@ def approve_frame(
             actor=approver,
             action="frame.approve",
             subject=f"{key} v{version}",
-            details={"via": "api", "widens": widens},
+            details={"via": via, "widens": widens, "reason": reason},
         )
     )
+    return frame
+
+
+def reject_frame(
+    session: Session,
+    *,
+    key: str,
+    version: int,
+    actor: str,
+    now: datetime,
+    reason: str,
+    via: str = "api",
+) -> DecisionFrame:
+    """A manager turns a draft down: it retires without ever serving, and the reason is kept."""
+    frame = _draft(_versions_of(session, key), key, version, verb="rejected")
+    frame.status = FrameStatus.retired
+    frame.retired_at = now
+    session.add(frame)
+    session.add(
+        AuditLog(
+            at=now,
+            actor=actor,
+            action="frame.reject",
+            subject=f"{key} v{version}",
+            details={"via": via, "reason": reason},
+        )
+    )
+    return frame
+
+
+def _versions_of(session: Session, key: str) -> list[DecisionFrame]:
+    return list(
+        session.exec(
+            select(DecisionFrame)
+            .where(DecisionFrame.key == key)
+            .order_by(col(DecisionFrame.version).desc())
+        ).all()
+    )
+
+
+def _draft(versions: list[DecisionFrame], key: str, version: int, *, verb: str) -> DecisionFrame:
+    frame = next((v for v in versions if v.version == version), None)
+    if frame is None:
+        raise LookupError(f"frame {key!r} has no version {version}")
+    if frame.status != FrameStatus.draft:
+        raise ValueError(f"frame {key} v{version} is {frame.status}, only a draft can be {verb}")
     return frame
 
 

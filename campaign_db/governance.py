@@ -10,9 +10,10 @@ from sqlalchemy import Engine, Table, case, func
 from sqlmodel import Session, SQLModel, col, select
 
 from campaign_db.audit import add_audit
-from campaign_db.catalog import approve_frame
+from campaign_db.catalog import approve_frame, reject_frame
 from campaign_db.engine import session_scope
 from campaign_db.models import Action, DecisionFrame, DecisionLog, FrameState, Offer, Reward
+from optimizer.core.catalog import FrameSpec
 from optimizer.core.values import DecisionReason, FrameStatus
 from optimizer.ports import governance as port
 from optimizer.ports.audit import AuditEntry
@@ -151,9 +152,42 @@ class SqlGovernanceStore:
         with session_scope(self.engine) as session:
             return frame_versions(session, key=key)
 
+    def spec(self, *, key: str, version: int) -> FrameSpec | None:
+        with session_scope(self.engine) as session:
+            row = session.exec(
+                select(DecisionFrame).where(
+                    DecisionFrame.key == key, DecisionFrame.version == version
+                )
+            ).first()
+            return None if row is None else FrameSpec.model_validate(row.spec)
+
     def approve(
-        self, *, key: str, version: int, approver: str, now: datetime
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
     ) -> port.FrameVersionInfo:
         with session_scope(self.engine, write=True) as session:
-            row = approve_frame(session, key=key, version=version, approver=approver, now=now)
+            row = approve_frame(
+                session,
+                key=key,
+                version=version,
+                approver=approver,
+                now=now,
+                reason=reason,
+                via=via,
+            )
+            return _version_info(row)
+
+    def reject(
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
+    ) -> port.FrameVersionInfo:
+        with session_scope(self.engine, write=True) as session:
+            row = reject_frame(
+                session, key=key, version=version, actor=actor, now=now, reason=reason, via=via
+            )
             return _version_info(row)

@@ -87,6 +87,20 @@ class FrameOutcome:
     skipped: str | None = None
 
 
+@dataclass(frozen=True)
+class WaitingPolicy:
+    """A registered version whose gate says it leaves its frame: it waits for a manager, with
+    the evidence the gate judged (tags and run metrics)."""
+
+    policy: str
+    version: str
+    serving: str | None
+    evidence_at: str
+    evaluated: str
+    evaluated_rows: str
+    metrics: Mapping[str, float]
+
+
 def version_id(name: str, version: str) -> str:
     """`churn_prevention:7`: how the API names a version of a frame's policy."""
     return f"{name}:{version}"
@@ -479,6 +493,35 @@ class PolicyLifecycle:
 
     def reject(self, name: str, version: str, *, actor: str, reason: str) -> PromotionResult:
         return self.promotion.reject(name, version, actor=actor, reason=reason)
+
+    def waiting(self, names: list[str]) -> list[WaitingPolicy]:
+        """Versions of these policies that need a manager's approval and have not been
+        judged: gate `needs_approval`, not rejected, not serving."""
+        c = self.context
+        found = []
+        for name in names:
+            serving = c.served(name)
+            for info in c.registry.versions(name):
+                tags = info.tags
+                if (
+                    tags.get("campopt.gate") != "needs_approval"
+                    or tags.get("campopt.status") == "rejected"
+                    or info.version == serving
+                ):
+                    continue
+                found.append(
+                    WaitingPolicy(
+                        policy=name,
+                        version=info.version,
+                        serving=serving,
+                        evidence_at=tags.get("campopt.evidence_at", ""),
+                        evaluated=f"{tags.get('campopt.data_from', '?')} to "
+                        f"{tags.get('campopt.data_to', '?')}",
+                        evaluated_rows=tags.get("campopt.evaluated_rows", "?"),
+                        metrics=c.registry.run_metrics(info.run_id) if info.run_id else {},
+                    )
+                )
+        return found
 
     def rollback(
         self, name: str, *, actor: str, reason: str, to_version: str | None = None

@@ -243,8 +243,12 @@ def plan_decision(
         draft.entry = replace(
             draft.entry, chosen_action_id=snapshot.actions.get(NO_CONTACT), probability=1.0
         )
+        # a reward (attributed like any decision's) makes the holdout's conversion rate, the
+        # baseline of the frame's uplift, measurable; learning and evaluation skip holdout rows
         return draft.done(
-            decision, draft.answer(decision, frame=frame_ref, candidates=len(action_ids))
+            decision,
+            draft.answer(decision, frame=frame_ref, candidates=len(action_ids)),
+            window_days=frame.spec.attribution.window_days,
         )
 
     if snapshot.modes.get(frame.key) == "safe":

@@ -92,6 +92,11 @@ def test_only_campaign_db_talks_sql() -> None:
     assert _violations("", ("campaign_db",), ("sqlalchemy", "sqlmodel", "psycopg", "sqlite3")) == []
 
 
+def test_the_cockpit_pages_reach_storage_only_through_the_container() -> None:
+    """The /ui pages take their stores from the container, as the JSON routes do."""
+    assert _violations("api.ui", (), ("campaign_db",)) == []
+
+
 def test_the_optimizer_reaches_storage_only_through_its_ports() -> None:
     assert _violations("optimizer", (), ("campaign_db",)) == []
 

@@ -211,13 +211,35 @@ def approve_frame_version(
 ) -> FrameVersionOut:
     """Approve a draft frame version: it becomes active, the version it replaces retires."""
     try:
-        approved = frames.approve(key=key, version=version, approver=principal.name, now=utcnow())
+        approved = frames.approve(
+            key=key, version=version, approver=principal.name, now=utcnow(), reason=body.reason
+        )
     except LookupError as exc:
         raise NotFoundError("version", str(exc)) from None
     except ValueError as exc:
         raise ConflictError("version", str(exc)) from None
     services.catalog.refresh(force=True)
     return FrameVersionOut.model_validate(approved)
+
+
+@router.post(
+    "/v1/frames/{key}/versions/{version}/reject",
+    response_model=FrameVersionOut,
+    responses=ERROR_RESPONSES,
+)
+def reject_frame_version(
+    principal: ApproveKey, key: FrameKey, version: int, body: Reason, frames: GovernanceDep
+) -> FrameVersionOut:
+    """Turn a draft frame version down: it retires without serving; the reason is audited."""
+    try:
+        rejected = frames.reject(
+            key=key, version=version, actor=principal.name, now=utcnow(), reason=body.reason
+        )
+    except LookupError as exc:
+        raise NotFoundError("version", str(exc)) from None
+    except ValueError as exc:
+        raise ConflictError("version", str(exc)) from None
+    return FrameVersionOut.model_validate(rejected)
 
 
 @router.post("/v1/frames/{key}/resume", response_model=FrameStatusOut, responses=ERROR_RESPONSES)

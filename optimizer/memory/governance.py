@@ -91,7 +91,46 @@ class MemoryGovernanceStore:
             found = [i for i, _ in self._versions.values() if key is None or i.key == key]
         return sorted(found, key=lambda i: (i.key, i.version))
 
-    def approve(self, *, key: str, version: int, approver: str, now: datetime) -> FrameVersionInfo:
+    def spec(self, *, key: str, version: int) -> FrameSpec | None:
+        with self._lock:
+            entry = self._versions.get((key, version))
+        return None if entry is None else entry[1]
+
+    def reject(
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
+    ) -> FrameVersionInfo:
+        with self._lock:
+            entry = self._versions.get((key, version))
+            if entry is None:
+                raise LookupError(f"frame {key!r} has no version {version}")
+            frame, spec = entry
+            if frame.status != FrameStatus.draft:
+                raise ValueError(
+                    f"frame {key} v{version} is {frame.status}, only a draft can be rejected"
+                )
+            rejected = replace(frame, status=FrameStatus.retired)
+            self._versions[(key, version)] = (rejected, spec)
+            self.audit.add(
+                AuditEntry(
+                    actor=actor,
+                    action="frame.reject",
+                    subject=f"{key} v{version}",
+                    at=now,
+                    details={"via": via, "reason": reason},
+                )
+            )
+        return rejected
+
+    def approve(
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
+    ) -> FrameVersionInfo:
         with self._lock:
             versions = {v: entry for (k, v), entry in self._versions.items() if k == key}
             if version not in versions:
@@ -120,7 +159,7 @@ class MemoryGovernanceStore:
                     action="frame.approve",
                     subject=f"{key} v{version}",
                     at=now,
-                    details={"via": "api", "widens": widens},
+                    details={"via": via, "widens": widens, "reason": reason},
                 )
             )
         return approved

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from optimizer.core.catalog import FrameSpec
 from optimizer.core.values import FrameStatus
 from optimizer.ports.audit import AuditEntry, JsonValue
 
@@ -92,10 +93,32 @@ class FrameVersions(Protocol):
         """Versions of one frame, or of all frames, ordered by key and version."""
         ...
 
-    def approve(self, *, key: str, version: int, approver: str, now: datetime) -> FrameVersionInfo:
+    def spec(self, *, key: str, version: int) -> FrameSpec | None:
+        """What one version of a frame says, to compare a draft with what serves."""
+        ...
+
+    def approve(
+        self,
+        *,
+        key: str,
+        version: int,
+        approver: str,
+        now: datetime,
+        reason: str = "",
+        via: str = "api",
+    ) -> FrameVersionInfo:
         """A draft becomes active and the version it replaces retires; audited as
-        `frame.approve`, in one transaction. `LookupError` for an unknown version, `ValueError`
-        for one that is not a draft or is older than a version that has served."""
+        `frame.approve` with the reason and the way in (`via`), in one transaction.
+        `LookupError` for an unknown version, `ValueError` for one that is not a draft or is
+        older than a version that has served."""
+        ...
+
+    def reject(
+        self, *, key: str, version: int, actor: str, now: datetime, reason: str, via: str = "api"
+    ) -> FrameVersionInfo:
+        """A draft retires without serving; audited as `frame.reject` with the reason and the
+        way in, in one transaction. `LookupError` for an unknown version, `ValueError` for one
+        not a draft."""
         ...
 
 

@@ -76,3 +76,19 @@ def test_resume_leaves_safe_mode_and_is_audited(client: Any) -> None:
     )
     assert client.post("/v1/frames/nothing/resume", json={}).status_code == 404
     assert client.get("/v1/frames/nothing/status").status_code == 404
+
+
+def test_rejecting_a_draft_retires_it_with_the_reason_and_only_drafts_can_be_rejected(
+    client: Any,
+) -> None:
+    version = _add_draft(client)
+    url = f"/v1/frames/{FRAME}/versions/{version}/reject"
+
+    response = client.post(url, json={"reason": "too wide"})
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["approved_by"]) == ("retired", None)
+    (entry,) = client.get("/v1/audit", params={"action": "frame.reject"}).json()
+    assert (entry["subject"], entry["details"]["reason"]) == (f"{FRAME} v{version}", "too wide")
+    assert client.post(url, json={}).status_code == 409
+    assert client.post(f"/v1/frames/{FRAME}/versions/99/reject", json={}).status_code == 404

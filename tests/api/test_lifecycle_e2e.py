@@ -43,6 +43,7 @@ from optimizer.guardrails import GuardrailMonitor
 from optimizer.offline import DecisionLogs, load_decision_logs, train_policies
 from optimizer.ports.decision_logs import LogFilters
 from optimizer.publishing import make_serving
+from tests.api.cockpit_data import sign_in
 
 FRAME = "churn_prevention"
 MINIMAL = Path(__file__).resolve().parents[1] / "campaign_db" / "minimal_catalog.yaml"
@@ -204,6 +205,10 @@ def test_the_whole_lifecycle(world: Settings) -> None:
         assert refused.status_code == 403
         with pytest.raises(Exception, match="needs a manager's approval"):
             lifecycle.promote(FRAME, wide.version, actor="ds", reason="try")
+        sign_in(client, manager)
+        inbox = client.get("/ui/approvals").text
+        assert f'data-policy="{FRAME}:{wide.version}"' in inbox
+        assert f"/ui/policies/{FRAME}/{wide.version}/approve" in inbox
         approved = client.post(
             f"/v1/policies/{FRAME}:{wide.version}/approve",
             json={"reason": "wider exploration for the winter campaign"},
@@ -212,6 +217,7 @@ def test_the_whole_lifecycle(world: Settings) -> None:
         assert approved.status_code == 200, approved.text
         assert approved.json()["replaced"] == v_bad
         assert services.source.serving_version(FRAME) == wide.version
+        assert f'data-policy="{FRAME}:{wide.version}"' not in client.get("/ui/approvals").text
 
         # rolled back through the API to what the approval replaced
         rolled = client.post(

@@ -127,13 +127,20 @@ def test_a_contact_is_reserved_and_logged_with_its_probability(deciding: Decidin
     assert pending[answer.decision_id].window_closes_at == contact.send_at + timedelta(days=7)
 
 
-def test_a_customer_in_the_holdout_gets_no_contact_and_no_reward(deciding: Deciding) -> None:
+def test_a_customer_in_the_holdout_gets_no_contact_and_a_reward_that_measures_the_baseline(
+    deciding: Deciding,
+) -> None:
+    """The holdout's conversions are the baseline of the frame's uplift: its decisions get a
+    pending reward (nothing to send, so counted as sent) from the decision's time."""
     customer = deciding.customer(holdout=True)
     answer = deciding.decide("q", customer)
     assert (answer.contact, answer.reason) == (False, DecisionReason.holdout)
     assert answer.action is None
     assert deciding.store.contacts == []
-    assert deciding.store.rewards == []
+    [reward] = deciding.store.rewards
+    assert reward.decision_id == answer.decision_id
+    assert reward.sent is True
+    assert reward.window_closes_at == answer.decided_at + timedelta(days=7)
     entry = deciding.store.entries["q"]
     assert entry.probability == 1.0
     assert entry.chosen_action_id is not None
