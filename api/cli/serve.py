@@ -33,6 +33,12 @@ def serve(
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="campopt-metrics-")
     os.environ.setdefault("CAMPOPT_LOG_JSON", "true")
+    if workers > 1 and not os.environ.get("CAMPOPT_UI_SESSION_SECRET"):
+        # one secret for this server's workers, or a cockpit session signed by one worker is
+        # refused by the next; replicas need one set in their settings
+        import secrets
+
+        os.environ["CAMPOPT_UI_SESSION_SECRET"] = secrets.token_urlsafe(32)
     settings = Settings()
     if settings.mlflow_tracking_uri != "disabled":
         # before the workers start: each would otherwise create a new local store at once
