@@ -6,12 +6,14 @@ candidate set, registers a trained champion in a local MLflow store, starts the 
 (wrk, or aiohttp in a separate process; keep-alive connections) and reports decisions/s, latency
 percentiles and errors. Afterwards it counts that every acknowledged decision is in the log.
 
-Layouts: `single` (one `campopt serve` process: the baseline), `workers` (one server with two
-worker processes) and `replicas` (two `campopt serve --no-scheduler` on two ports, as behind a
-load balancer; the clients are split between them). The replicas need PostgreSQL.
+Layouts: `echo` (a bare FastAPI app with two workers that validates the request and echoes it,
+`benchmarks.echo_app`: the ceiling of the HTTP stack in the same run, touching no database),
+`single` (one `campopt serve` process: the baseline), `workers` (one server with two worker
+processes) and `replicas` (two `campopt serve --no-scheduler` on two ports, as behind a load
+balancer; the clients are split between them). The replicas need PostgreSQL.
 
     python -m benchmarks.http_load [--seconds 60] [--backend sqlite|postgresql|both]
-        [--layout single,workers,replicas]
+        [--layout echo,single,workers,replicas]
 """
 
 from __future__ import annotations
@@ -82,8 +84,10 @@ def prepare_database(url: str, customers: int) -> None:
 def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
     """Train the frame's policy on random feedback and make it the champion."""
     from campaign_db.catalog import SqlCatalogReader
+    from campaign_db.learning import SqlLearningStore
     from optimizer.features import shared_line
     from optimizer.policy import BanditPolicy
+    from optimizer.publishing import make_serving
     from optimizer.registry import CHAMPION, PolicyRegistry
     from optimizer.serving import CatalogCache
 
@@ -112,8 +116,18 @@ def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
         )
     registry = PolicyRegistry(tracking_uri, artifact_root=artifacts)
     signatures = {sig: lines[i] for sig, i in snapshot.actions.items()}
-    registry.register(
+    version = registry.register(
         policy, action_lines=signatures, floor_share=0.05, source="benchmark", alias=CHAMPION
+    )
+    # serving loads what the serving record names, not what the alias says
+    make_serving(
+        SqlLearningStore(engine),
+        registry,
+        name=frame.key,
+        version=version,
+        cursor=0,
+        source="benchmark",
+        actor="bench",
     )
     engine.dispose()
 
@@ -300,6 +314,7 @@ def _wait_ready(port: int, timeout: float = 90.0) -> None:
 
 LAYOUTS = {
     # name: (servers, worker processes per server, scheduler)
+    "echo": (1, 2, False),
     "single": (1, 1, True),
     "workers": (1, 2, True),
     "replicas": (2, 1, False),
@@ -307,9 +322,37 @@ LAYOUTS = {
 LANES = 2
 
 
+def run_echo(seconds: float, concurrency: int, port: int) -> dict[str, Any]:
+    """The bare echo app under the same wrk load: what the HTTP stack alone allows."""
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.echo_app:create_app", "--factory"]
+    command += ["--workers", "2", "--port", str(port), "--log-level", "warning"]
+    command += ["--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+    server = subprocess.Popen(command)
+    try:
+        _wait_ready(port)
+        with tempfile.TemporaryDirectory() as tmp:
+            wrk = _run_wrk([port], seconds, concurrency, 10**6, "none", Path(tmp))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    errors = sum(wrk[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "backend": "-",
+        "layout": "echo",
+        "decisions_per_s": (wrk["requests"] - wrk["status"]) / (wrk["duration_us"] / 1e6),
+        "p50": wrk["p50_us"] / 1e3,
+        "p99": wrk["p99_us"] / 1e3,
+        "errors": errors,
+        "acknowledged": wrk["requests"] - wrk["status"],
+        "in_log": "-",
+    }
+
+
 def run(
     backend: str, layout: str, seconds: float, concurrency: int, port: int, client: str
 ) -> dict[str, Any]:
+    if layout == "echo":
+        return run_echo(seconds, concurrency, port)
     servers, workers, scheduler = LAYOUTS[layout]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -374,6 +417,13 @@ def run(
                     .select_from(DecisionLog)
                     .where(col(DecisionLog.request_id).startswith("wrk-"))
                 ).one()
+                versions = session.exec(
+                    select(DecisionLog.policy_version)
+                    .distinct()
+                    .where(col(DecisionLog.request_id).startswith("wrk-"))
+                ).all()
+            if versions != ["1"]:
+                print(f"warning: decided by policy versions {versions}, not the champion (1)")
             p50, p99 = wrk["p50_us"] / 1e3, wrk["p99_us"] / 1e3
         else:
             result = json.loads(out.read_text())
@@ -417,8 +467,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--layout",
-        default="single,workers,replicas",
-        help="comma-separated: single, workers, replicas (replicas only on PostgreSQL)",
+        default="echo,single,workers,replicas",
+        help="comma-separated: echo, single, workers, replicas (replicas only on PostgreSQL; "
+        "echo, which needs wrk, runs once)",
     )
     parser.add_argument(
         "--client",
@@ -440,6 +491,7 @@ def main() -> None:
         "layout",
         "decisions/s",
         "vs single",
+        "vs echo",
         "p50 ms",
         "p99 ms",
         "errors",
@@ -447,10 +499,28 @@ def main() -> None:
         "in log",
     ):
         table.add_column(column, justify="right")
+    echo = None
+    if "echo" in layouts:
+        if args.client != "wrk":
+            parser.error("--layout echo needs wrk")
+        r = run_echo(args.seconds, args.concurrency, args.port)
+        echo = r["decisions_per_s"]
+        table.add_row(
+            "-",
+            "echo",
+            f"{echo:.0f}",
+            "-",
+            "1.00x",
+            f"{r['p50']:.1f}",
+            f"{r['p99']:.1f}",
+            str(r["errors"]),
+            str(r["acknowledged"]),
+            "-",
+        )
     for backend in backends:
         baseline = None
         for layout in layouts:
-            if layout == "replicas" and backend == "sqlite":
+            if layout == "echo" or (layout == "replicas" and backend == "sqlite"):
                 continue
             r = run(backend, layout, args.seconds, args.concurrency, args.port, args.client)
             if layout == "single":
@@ -461,6 +531,7 @@ def main() -> None:
                 layout,
                 f"{r['decisions_per_s']:.0f}",
                 ratio,
+                f"{r['decisions_per_s'] / echo:.2f}x" if echo else "-",
                 f"{r['p50']:.1f}",
                 f"{r['p99']:.1f}",
                 str(r["errors"]),
