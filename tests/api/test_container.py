@@ -133,7 +133,7 @@ def test_usage_import_decides_with_the_champions_and_leaves_no_thread(
     assert result.exit_code == 0, result.output
     assert "2 customers updated" in result.output
     assert "1 worsened and emitted a trigger" in result.output
-    assert set(started.names) <= {"decision-writer"}  # the decisions' writer, joined on close
+    assert set(started.names) <= {"decision-planner", "decision-writer"}  # joined on close
     assert left_running(before) == set()
 
 
