@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -348,8 +349,43 @@ def run_echo(seconds: float, concurrency: int, port: int) -> dict[str, Any]:
     }
 
 
+def _serving_pids(pid: int) -> list[int]:
+    """The process and its worker processes (uvicorn spawns them as children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found or [pid]
+
+
+_PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}") or "py-spy"
+
+
+def _start_profiles(
+    servers: list[subprocess.Popen[bytes]], seconds: float, folder: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every serving process for the middle of the run: which thread holds the GIL
+    where (`benchmarks.profile_summary` reads the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    duration = str(max(1, int(seconds * 0.6)))
+    options = ["--duration", duration, "--rate", "97", "--nonblocking", "--gil", "--format", "raw"]
+    return [
+        subprocess.Popen(
+            [_PY_SPY, "record", "--pid", str(pid), *options, "-o", str(folder / f"{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for server in servers
+        for pid in _serving_pids(server.pid)
+    ]
+
+
 def run(
-    backend: str, layout: str, seconds: float, concurrency: int, port: int, client: str
+    backend: str,
+    layout: str,
+    seconds: float,
+    concurrency: int,
+    port: int,
+    client: str,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     if layout == "echo":
         return run_echo(seconds, concurrency, port)
@@ -393,7 +429,17 @@ def run(
             warm = folder / "warm.json"
             _load_process(ports, key, 3.0, concurrency, LANES * span, str(warm))
             if client == "wrk":
+                spies = []
+                if profile is not None:
+                    threading.Timer(
+                        seconds * 0.2,
+                        lambda: spies.extend(
+                            _start_profiles(processes, seconds, profile / f"{backend}-{layout}")
+                        ),
+                    ).start()
                 wrk = _run_wrk(ports, seconds, concurrency, span, key, folder)
+                for spy in spies:
+                    spy.wait(timeout=60)
             else:
                 out = folder / "load.json"
                 process = mp.get_context("spawn").Process(
@@ -477,6 +523,13 @@ def main() -> None:
         default="wrk" if shutil.which("wrk") else "python",
         help="wrk (C, apt install wrk) leaves the cores to the server; python uses aiohttp",
     )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record a py-spy GIL profile of every serving process into DIR (wrk only)",
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     layouts = [x.strip() for x in args.layout.split(",") if x.strip()]
@@ -522,7 +575,15 @@ def main() -> None:
         for layout in layouts:
             if layout == "echo" or (layout == "replicas" and backend == "sqlite"):
                 continue
-            r = run(backend, layout, args.seconds, args.concurrency, args.port, args.client)
+            r = run(
+                backend,
+                layout,
+                args.seconds,
+                args.concurrency,
+                args.port,
+                args.client,
+                profile=args.py_spy,
+            )
             if layout == "single":
                 baseline = r["decisions_per_s"]
             ratio = f"{r['decisions_per_s'] / baseline:.2f}x" if baseline else "-"
