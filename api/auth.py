@@ -5,7 +5,8 @@ Scopes: `decide` (ask for decisions, drain the outbox), `simulate` (a decision's
 time, not only close to the server clock), `feedback` (events, conversions, rewards, usage,
 customer profiles and consents), `read_logs` (decision records, audit, frame status), `approve`
 (frames and policies), `admin` (everything, keys and erasure). Verified keys are
-cached for a few seconds, so a revocation takes effect within that time on every replica.
+cached until the key table changes, which every process checks at most every second: a
+revocation takes effect within that time on every replica, and a known key costs no query.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from campaign_db.engine import Engine
 from campaign_db.keys import SqlKeyStore
@@ -71,23 +73,44 @@ def create_key(engine: Engine, *, name: str, scopes: list[str], actor: str) -> t
 
 
 class KeyVerifier:
-    """Looks keys up by hash, caching answers (found or not) for `ttl` seconds."""
+    """Looks keys up by hash and caches the answers (found or not) until the key store's
+    fingerprint changes; the fingerprint is read at most every `ttl` seconds."""
 
-    def __init__(self, keys: KeyStore, *, ttl: float = 5.0) -> None:
+    def __init__(self, keys: KeyStore, *, ttl: float = 1.0) -> None:
         self.keys = keys
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: dict[str, Principal | None] = {}
+        self._fingerprint: tuple[int, int] | None = None
+        self._checked_at = -float("inf")
         self._lock = threading.Lock()
 
+    def cached(self, key: str) -> tuple[bool, Principal | None]:
+        """(True, the answer) when it is known and the fingerprint fresh; no I/O, so the event
+        loop may call it. (False, None) means `verify` has to ask the store."""
+        if time.monotonic() - self._checked_at >= self.ttl:
+            return False, None
+        digest = hash_key(key)
+        if digest not in self._cache:
+            return False, None
+        return True, self._cache.get(digest)
+
     def verify(self, key: str) -> Principal | None:
+        """The key's principal; None for an unknown or revoked key. May read the store."""
         return self.verify_digest(hash_key(key))
 
     def verify_digest(self, digest: str) -> Principal | None:
         """By the key's hash: what a signed-in session keeps instead of the key itself."""
         now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
+        if now - self._checked_at >= self.ttl:
+            fingerprint = self.keys.fingerprint()
+            with self._lock:
+                if fingerprint != self._fingerprint:
+                    self._cache = {}
+                    self._fingerprint = fingerprint
+                self._checked_at = now
+        cache = self._cache
+        if digest in cache:
+            return cache[digest]
         stored = self.keys.by_hash(digest)
         principal = (
             Principal(name=stored.name, scopes=frozenset(stored.scopes))
@@ -95,9 +118,9 @@ class KeyVerifier:
             else None
         )
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
+            if len(cache) > 10_000:  # unknown keys must not grow it without bound
+                cache.clear()
+            cache[digest] = principal
         return principal
 
 
@@ -118,17 +141,26 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARE
 HeaderKey = Annotated[str | None, Depends(HEADER)]
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """A dependency: the caller's principal if its key carries `scope` (401/403 otherwise)."""
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller's principal if its key carries `scope` (401/403 otherwise).
 
-    def dependency(request: Request, bearer: BearerCredentials, header: HeaderKey) -> Principal:
+    Async, like every dependency of the decision route: a sync one runs in the thread pool,
+    and that hop costs more than the whole dependency.
+    """
+
+    async def dependency(
+        request: Request, bearer: BearerCredentials, header: HeaderKey
+    ) -> Principal:
         services = request.app.state.services
         if not services.settings.auth_enabled:
             return ANONYMOUS
         key = (bearer.credentials.strip() if bearer is not None else "") or header
         if not key:
             raise HTTPException(401, "an API key is required (Authorization: Bearer <key>)")
-        principal: Principal | None = services.keys.verify(key)
+        verifier: KeyVerifier = services.keys
+        known, principal = verifier.cached(key)
+        if not known:  # a store read: off the event loop
+            principal = await run_in_threadpool(verifier.verify, key)
         if principal is None:
             raise HTTPException(401, "unknown or revoked API key")
         if not principal.allows(scope):

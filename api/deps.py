@@ -1,4 +1,8 @@
-"""Dependencies the routes declare: each hands a route the one typed object it needs."""
+"""Dependencies the routes declare: each hands a route the one typed object it needs.
+
+They are `async def` although they do no I/O: FastAPI runs a plain `def` dependency in its
+thread pool, and on the decision route those hops cost more than everything else FastAPI does.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from optimizer.ports.audit import AuditLog
 from optimizer.serving import CatalogCache
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.services
     return container
 
@@ -27,27 +31,27 @@ ServicesDep = ContainerDep
 """The whole container, for routes that still reach for several of its parts."""
 
 
-def get_settings(container: ContainerDep) -> Settings:
+async def get_settings(container: ContainerDep) -> Settings:
     return container.settings
 
 
-def get_catalog(container: ContainerDep) -> CatalogCache:
+async def get_catalog(container: ContainerDep) -> CatalogCache:
     return container.catalog
 
 
-def get_decisions(container: ContainerDep) -> DecisionService:
+async def get_decisions(container: ContainerDep) -> DecisionService:
     return container.decisions
 
 
-def get_keys(container: ContainerDep) -> KeyVerifier:
+async def get_keys(container: ContainerDep) -> KeyVerifier:
     return container.keys
 
 
-def get_audit(container: ContainerDep) -> AuditLog:
+async def get_audit(container: ContainerDep) -> AuditLog:
     return container.audit
 
 
-def get_readiness(container: ContainerDep) -> ReadinessProbe:
+async def get_readiness(container: ContainerDep) -> ReadinessProbe:
     return container.readiness
 
 

@@ -6,12 +6,14 @@ candidate set, registers a trained champion in a local MLflow store, starts the 
 (wrk, or aiohttp in a separate process; keep-alive connections) and reports decisions/s, latency
 percentiles and errors. Afterwards it counts that every acknowledged decision is in the log.
 
-Layouts: `single` (one `campopt serve` process: the baseline), `workers` (one server with two
-worker processes) and `replicas` (two `campopt serve --no-scheduler` on two ports, as behind a
-load balancer; the clients are split between them). The replicas need PostgreSQL.
+Layouts: `echo` (a bare FastAPI app with two workers that validates the request and echoes it,
+`benchmarks.echo_app`: the ceiling of the HTTP stack in the same run, touching no database),
+`single` (one `campopt serve` process: the baseline), `workers` (one server with two worker
+processes) and `replicas` (two `campopt serve --no-scheduler` on two ports, as behind a load
+balancer; the clients are split between them). The replicas need PostgreSQL.
 
     python -m benchmarks.http_load [--seconds 60] [--backend sqlite|postgresql|both]
-        [--layout single,workers,replicas]
+        [--layout echo,single,workers,replicas]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -82,8 +85,10 @@ def prepare_database(url: str, customers: int) -> None:
 def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
     """Train the frame's policy on random feedback and make it the champion."""
     from campaign_db.catalog import SqlCatalogReader
+    from campaign_db.learning import SqlLearningStore
     from optimizer.features import shared_line
     from optimizer.policy import BanditPolicy
+    from optimizer.publishing import make_serving
     from optimizer.registry import CHAMPION, PolicyRegistry
     from optimizer.serving import CatalogCache
 
@@ -112,8 +117,18 @@ def register_champion(url: str, tracking_uri: str, artifacts: Path) -> None:
         )
     registry = PolicyRegistry(tracking_uri, artifact_root=artifacts)
     signatures = {sig: lines[i] for sig, i in snapshot.actions.items()}
-    registry.register(
+    version = registry.register(
         policy, action_lines=signatures, floor_share=0.05, source="benchmark", alias=CHAMPION
+    )
+    # serving loads what the serving record names, not what the alias says
+    make_serving(
+        SqlLearningStore(engine),
+        registry,
+        name=frame.key,
+        version=version,
+        cursor=0,
+        source="benchmark",
+        actor="bench",
     )
     engine.dispose()
 
@@ -300,6 +315,7 @@ def _wait_ready(port: int, timeout: float = 90.0) -> None:
 
 LAYOUTS = {
     # name: (servers, worker processes per server, scheduler)
+    "echo": (1, 2, False),
     "single": (1, 1, True),
     "workers": (1, 2, True),
     "replicas": (2, 1, False),
@@ -307,9 +323,72 @@ LAYOUTS = {
 LANES = 2
 
 
+def run_echo(seconds: float, concurrency: int, port: int) -> dict[str, Any]:
+    """The bare echo app under the same wrk load: what the HTTP stack alone allows."""
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.echo_app:create_app", "--factory"]
+    command += ["--workers", "2", "--port", str(port), "--log-level", "warning"]
+    command += ["--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+    server = subprocess.Popen(command)
+    try:
+        _wait_ready(port)
+        with tempfile.TemporaryDirectory() as tmp:
+            wrk = _run_wrk([port], seconds, concurrency, 10**6, "none", Path(tmp))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    errors = sum(wrk[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "backend": "-",
+        "layout": "echo",
+        "decisions_per_s": (wrk["requests"] - wrk["status"]) / (wrk["duration_us"] / 1e6),
+        "p50": wrk["p50_us"] / 1e3,
+        "p99": wrk["p99_us"] / 1e3,
+        "errors": errors,
+        "acknowledged": wrk["requests"] - wrk["status"],
+        "in_log": "-",
+    }
+
+
+def _serving_pids(pid: int) -> list[int]:
+    """The process and its worker processes (uvicorn spawns them as children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found or [pid]
+
+
+_PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}") or "py-spy"
+
+
+def _start_profiles(
+    servers: list[subprocess.Popen[bytes]], seconds: float, folder: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every serving process for the middle of the run: which thread holds the GIL
+    where (`benchmarks.profile_summary` reads the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    duration = str(max(1, int(seconds * 0.6)))
+    options = ["--duration", duration, "--rate", "97", "--nonblocking", "--gil", "--format", "raw"]
+    return [
+        subprocess.Popen(
+            [_PY_SPY, "record", "--pid", str(pid), *options, "-o", str(folder / f"{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for server in servers
+        for pid in _serving_pids(server.pid)
+    ]
+
+
 def run(
-    backend: str, layout: str, seconds: float, concurrency: int, port: int, client: str
+    backend: str,
+    layout: str,
+    seconds: float,
+    concurrency: int,
+    port: int,
+    client: str,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
+    if layout == "echo":
+        return run_echo(seconds, concurrency, port)
     servers, workers, scheduler = LAYOUTS[layout]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -350,7 +429,17 @@ def run(
             warm = folder / "warm.json"
             _load_process(ports, key, 3.0, concurrency, LANES * span, str(warm))
             if client == "wrk":
+                spies = []
+                if profile is not None:
+                    threading.Timer(
+                        seconds * 0.2,
+                        lambda: spies.extend(
+                            _start_profiles(processes, seconds, profile / f"{backend}-{layout}")
+                        ),
+                    ).start()
                 wrk = _run_wrk(ports, seconds, concurrency, span, key, folder)
+                for spy in spies:
+                    spy.wait(timeout=60)
             else:
                 out = folder / "load.json"
                 process = mp.get_context("spawn").Process(
@@ -374,6 +463,13 @@ def run(
                     .select_from(DecisionLog)
                     .where(col(DecisionLog.request_id).startswith("wrk-"))
                 ).one()
+                versions = session.exec(
+                    select(DecisionLog.policy_version)
+                    .distinct()
+                    .where(col(DecisionLog.request_id).startswith("wrk-"))
+                ).all()
+            if versions != ["1"]:
+                print(f"warning: decided by policy versions {versions}, not the champion (1)")
             p50, p99 = wrk["p50_us"] / 1e3, wrk["p99_us"] / 1e3
         else:
             result = json.loads(out.read_text())
@@ -417,14 +513,22 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--layout",
-        default="single,workers,replicas",
-        help="comma-separated: single, workers, replicas (replicas only on PostgreSQL)",
+        default="echo,single,workers,replicas",
+        help="comma-separated: echo, single, workers, replicas (replicas only on PostgreSQL; "
+        "echo, which needs wrk, runs once)",
     )
     parser.add_argument(
         "--client",
         choices=["wrk", "python"],
         default="wrk" if shutil.which("wrk") else "python",
         help="wrk (C, apt install wrk) leaves the cores to the server; python uses aiohttp",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record a py-spy GIL profile of every serving process into DIR (wrk only)",
     )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
@@ -440,6 +544,7 @@ def main() -> None:
         "layout",
         "decisions/s",
         "vs single",
+        "vs echo",
         "p50 ms",
         "p99 ms",
         "errors",
@@ -447,12 +552,38 @@ def main() -> None:
         "in log",
     ):
         table.add_column(column, justify="right")
+    echo = None
+    if "echo" in layouts:
+        if args.client != "wrk":
+            parser.error("--layout echo needs wrk")
+        r = run_echo(args.seconds, args.concurrency, args.port)
+        echo = r["decisions_per_s"]
+        table.add_row(
+            "-",
+            "echo",
+            f"{echo:.0f}",
+            "-",
+            "1.00x",
+            f"{r['p50']:.1f}",
+            f"{r['p99']:.1f}",
+            str(r["errors"]),
+            str(r["acknowledged"]),
+            "-",
+        )
     for backend in backends:
         baseline = None
         for layout in layouts:
-            if layout == "replicas" and backend == "sqlite":
+            if layout == "echo" or (layout == "replicas" and backend == "sqlite"):
                 continue
-            r = run(backend, layout, args.seconds, args.concurrency, args.port, args.client)
+            r = run(
+                backend,
+                layout,
+                args.seconds,
+                args.concurrency,
+                args.port,
+                args.client,
+                profile=args.py_spy,
+            )
             if layout == "single":
                 baseline = r["decisions_per_s"]
             ratio = f"{r['decisions_per_s'] / baseline:.2f}x" if baseline else "-"
@@ -461,6 +592,7 @@ def main() -> None:
                 layout,
                 f"{r['decisions_per_s']:.0f}",
                 ratio,
+                f"{r['decisions_per_s'] / echo:.2f}x" if echo else "-",
                 f"{r['p50']:.1f}",
                 f"{r['p99']:.1f}",
                 str(r["errors"]),

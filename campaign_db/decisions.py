@@ -35,6 +35,7 @@ from campaign_db.models import Action, DecisionLog
 from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
 from optimizer.ports.decisions import (
     BatchPlanner,
+    BatchTaker,
     LogEntry,
     LoggedCandidate,
     LoggedDecision,
@@ -116,17 +117,11 @@ class SqlDecisionStore:
         with self.transaction(write=False) as cursor:
             return cursor.stored_answer(request_id)
 
-    def write_batch(
-        self,
-        *,
-        customer_ids: Sequence[str],
-        request_ids: Sequence[str],
-        since: datetime,
-        plan: BatchPlanner,
-    ) -> None:
+    def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
         with self.transaction(write=True) as cursor:
-            states = cursor.read_customers(customer_ids, since, lock=True)
-            logged = cursor.logged_requests(request_ids)
+            keys = take()
+            states = cursor.read_customers(keys.customer_ids, keys.since, lock=True)
+            logged = cursor.logged_requests(keys.request_ids)
             writes = plan(states, logged)
             cursor.insert_contacts([w.contact for w in writes if w.contact is not None])
             cursor.insert_decisions([w.entry for w in writes])

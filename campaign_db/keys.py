@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from campaign_db.audit import add_audit
@@ -72,6 +72,13 @@ class SqlKeyStore:
     def by_hash(self, key_hash: str) -> ApiKey | None:
         with session_scope(self.engine) as session:
             return api_key_by_hash(session, key_hash=key_hash)
+
+    def fingerprint(self) -> tuple[int, int]:
+        with session_scope(self.engine) as session:
+            keys, revoked = session.exec(
+                select(func.count(col(ApiKeyRow.id)), func.count(col(ApiKeyRow.revoked_at)))
+            ).one()
+            return int(keys), int(revoked)
 
     def all(self) -> list[ApiKey]:
         with session_scope(self.engine) as session:

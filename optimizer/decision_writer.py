@@ -1,10 +1,14 @@
-"""The decision writer: one thread per process that plans and writes decisions in batches.
+"""The decision writer: per process, a planner thread and a writer thread, in a pipeline.
 
-It takes every request waiting, plans each one outside the write lock, then in one write
-transaction re-reads each customer's state under lock, re-plans the few whose state changed,
-writes all and commits once. One fsync then covers a whole batch, which is what makes full
-durability affordable on SQLite; on PostgreSQL the same batches save round trips and WAL
-flushes. Every caller still gets its answer only after the commit.
+The planner takes every request waiting, reads their customers once without locks and plans
+each. The writer then, in one write transaction, re-reads those customers under lock,
+re-plans the few whose state changed, writes all and commits once. One fsync covers a whole
+batch, which is what makes full durability affordable on SQLite; on PostgreSQL the same
+batches save round trips and WAL flushes. While the writer waits for the lock and the commit
+(neither holds the GIL), the planner plans what arrives meanwhile, and the writer's next
+transaction takes all of it: the lock is held for SQL, not for planning, and a commit covers
+every request that was ready for it. Every caller still gets its answer only after the
+commit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from optimizer.errors import ConflictError, NotFoundError
 from optimizer.features import ActionLines
 from optimizer.planning import DecisionPlan, PlanIds, plan_decision, request_digest
 from optimizer.policy import BanditPolicy
-from optimizer.ports.decisions import DecisionStore, DecisionWrite
+from optimizer.ports.decisions import BatchKeys, DecisionStore, DecisionWrite
 
 log = logging.getLogger("campopt.decisions")
 
@@ -57,6 +61,53 @@ class Pending:
     duplicate: bool = False
 
 
+@dataclass
+class PlannedBatch:
+    """A batch the planner has planned, waiting for the writer."""
+
+    items: list[Pending]
+    since: datetime
+    snapshot: CatalogSnapshot
+
+
+class PlannedQueue:
+    """Planned batches from the planner to the writer, which merges those on one catalog
+    snapshot into one transaction (up to `limit` requests)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._queue: queue.SimpleQueue[PlannedBatch | None] = queue.SimpleQueue()
+        self._carried: list[PlannedBatch | None] = []
+        """Taken from the queue but left for the next transaction (the writer's own)."""
+
+    def put(self, batch: PlannedBatch | None) -> None:
+        self._queue.put(batch)
+
+    def take(self) -> PlannedBatch | None:
+        """The next planned batch with those planned behind it; None once closed."""
+        first = self._carried.pop() if self._carried else self._queue.get()
+        if first is None:
+            return None
+        batch = PlannedBatch(list(first.items), first.since, first.snapshot)
+        self.absorb(batch)
+        return batch
+
+    def absorb(self, batch: PlannedBatch) -> None:
+        """Add to `batch` what has been planned behind it on the same snapshot, ordered by
+        customer."""
+        while len(batch.items) < self.limit:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None or more.snapshot is not batch.snapshot:
+                self._carried.append(more)  # the next transaction starts with it
+                break
+            batch.items += more.items
+            batch.since = min(batch.since, more.since)
+        batch.items.sort(key=lambda i: i.ask.customer_id)  # stable: a customer's keep order
+
+
 class DecisionWriter:
     def __init__(
         self,
@@ -71,47 +122,59 @@ class DecisionWriter:
         self.policies = policies
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._planned = PlannedQueue(limit=4 * max_batch)
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
     def put(self, item: Pending) -> None:
-        if self._thread is None:
+        if not self._threads:
             with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="decision-writer", daemon=True
-                    )
-                    self._thread.start()
+                if not self._threads:
+                    self._threads = [
+                        threading.Thread(target=run, name=name, daemon=True)
+                        for run, name in (
+                            (self._run_planner, "decision-planner"),
+                            (self._run_writer, "decision-writer"),
+                        )
+                    ]
+                    for thread in self._threads:
+                        thread.start()
         self._queue.put(item)
 
     def close(self) -> None:
-        if self._thread is not None:
+        """Finish what is queued, then stop both threads."""
+        with self._start_lock:
+            threads, self._threads = self._threads, []
+        if threads:
             self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+            for thread in threads:
+                thread.join(timeout=10)
 
-    def _run(self) -> None:
+    def _run_planner(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch = _take_waiting(self._queue, self.max_batch)
+            if batch is None:
+                self._planned.put(None)
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
             try:
-                self._process(batch)
+                planned = self._prepare(batch)
+            except Exception as exc:  # nobody got an answer
+                log.exception("planning a decision batch of %d failed", len(batch))
+                _fail(batch, exc)
+                continue
+            if planned is not None:
+                self._planned.put(planned)
+
+    def _run_writer(self) -> None:
+        while True:
+            planned = self._planned.take()
+            if planned is None:
+                return
+            try:
+                self._commit(planned)
             except Exception as exc:  # the batch's transaction failed: nobody got an answer
-                log.exception("decision batch of %d failed", len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                log.exception("decision batch of %d failed", len(planned.items))
+                _fail(planned.items, exc)
 
     def _plan(
         self,
@@ -131,7 +194,8 @@ class DecisionWriter:
             ids=ids,
         )
 
-    def _process(self, batch: list[Pending]) -> None:
+    def _prepare(self, batch: list[Pending]) -> PlannedBatch | None:
+        """Read the batch's customers once, without locks, and plan every request."""
         snapshot, _ = self.catalog.current()
         lookback = max_lookback(snapshot)
         starts: list[datetime] = []
@@ -142,7 +206,7 @@ class DecisionWriter:
                 item.future.set_exception(exc)
         batch = [item for item in batch if not item.future.done()]
         if not batch:
-            return
+            return None
         since = min(starts)
         states = self.store.read_customers([item.ask.customer_id for item in batch], since)
         for item in batch:
@@ -154,26 +218,29 @@ class DecisionWriter:
             except Exception as exc:
                 item.future.set_exception(exc)
         todo = sorted((i for i in batch if i.plan is not None), key=lambda i: i.ask.customer_id)
-        if not todo:
-            return
+        return PlannedBatch(todo, since, snapshot) if todo else None
+
+    def _commit(self, batch: PlannedBatch) -> None:
+        """Write a planned batch, with what was planned while it waited for the lock (one by
+        one if the batch fails), and answer its requests."""
         try:
-            self._write(todo, since, snapshot)
+            self._write(batch, absorb=True)
         except Exception as exc:
-            if len(todo) == 1:
-                self._settle_failed(todo[0], exc)
+            if len(batch.items) == 1:
+                self._settle_failed(batch.items[0], exc)
             else:
-                log.warning("decision batch of %d failed; writing one by one", len(todo))
-                for item in todo:
+                log.warning("decision batch of %d failed; writing one by one", len(batch.items))
+                for item in batch.items:
                     try:
-                        self._write([item], since, snapshot)
+                        self._write(PlannedBatch([item], batch.since, batch.snapshot))
                     except Exception as one:
                         self._settle_failed(item, one)
-        for item in todo:
+        for item in batch.items:
             if item.future.done():
                 continue
             if item.duplicate:
                 try:
-                    item.future.set_result(self._stored(item.ask))
+                    item.future.set_result(_stored(self.store, item.ask))
                 except Exception as exc:
                     item.future.set_exception(exc)
             elif item.plan is not None:
@@ -195,15 +262,25 @@ class DecisionWriter:
         item.future.set_exception(exc)
         item.plan = None
 
-    def _write(self, todo: list[Pending], since: datetime, snapshot: CatalogSnapshot) -> None:
-        """Under the write lock: re-plan what changed, write everything, commit."""
+    def _write(self, batch: PlannedBatch, *, absorb: bool = False) -> None:
+        """Under the write lock: take in what else is planned (`absorb`), re-plan what changed,
+        write everything, commit."""
+
+        def take() -> BatchKeys:
+            if absorb:
+                self._planned.absorb(batch)
+            return BatchKeys(
+                customer_ids=[i.ask.customer_id for i in batch.items],
+                request_ids=[i.ask.request_id for i in batch.items],
+                since=batch.since,
+            )
 
         def plan(
             locked: Mapping[str, CustomerRecord], logged: Mapping[str, str]
         ) -> Sequence[DecisionWrite]:
             states, seen = dict(locked), dict(logged)
             writes: list[DecisionWrite] = []
-            for item in todo:
+            for item in batch.items:
                 ask = item.ask
                 item.duplicate = False
                 if ask.request_id in seen:
@@ -217,7 +294,7 @@ class DecisionWriter:
                     )
                     continue
                 if item.plan is None or state != item.plan.state:
-                    item.plan = self._plan(ask, item.now, state, snapshot, item.ids)
+                    item.plan = self._plan(ask, item.now, state, batch.snapshot, item.ids)
                 seen[ask.request_id] = ask.customer_id
                 writes.append(item.plan.write)
                 contact = item.plan.write.contact
@@ -227,30 +304,52 @@ class DecisionWriter:
                     )
             return writes
 
-        self.store.write_batch(
-            customer_ids=[i.ask.customer_id for i in todo],
-            request_ids=[i.ask.request_id for i in todo],
-            since=since,
-            plan=plan,
-        )
+        self.store.write_batch(take=take, plan=plan)
 
-    def _stored(self, ask: DecisionAsk) -> DecisionAnswer:
-        """The answer logged for a repeated request id, if the request is the same one."""
-        stored = self.store.stored_request(ask.request_id)
-        if stored is None:  # pragma: no cover - the unique constraint just said it exists
-            raise ConflictError("request_id", "conflicting concurrent request")
-        differ = [] if stored.customer_id == ask.customer_id else ["customer_id"]
-        if stored.digest is not None:
-            digest = request_digest(ask)
-            differ += [
-                name
-                for name, value in digest.items()
-                if name in stored.digest and stored.digest[name] != value
-            ]
-        if differ:
-            raise ConflictError(
-                "request_id",
-                f"already used for a different request ({', '.join(differ)} differ); "
-                "a new request needs a new request_id",
-            )
-        return DecisionAnswer.model_validate(stored.answer)
+
+def _fail(items: list[Pending], exc: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(exc)
+
+
+def _take_waiting(
+    requests: queue.SimpleQueue[Pending | None], max_batch: int
+) -> list[Pending] | None:
+    """Every request waiting (at least one, at most `max_batch`); None once closed."""
+    first = requests.get()
+    if first is None:
+        return None
+    batch = [first]
+    while len(batch) < max_batch:
+        try:
+            item = requests.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            requests.put(None)
+            break
+        batch.append(item)
+    return batch
+
+
+def _stored(store: DecisionStore, ask: DecisionAsk) -> DecisionAnswer:
+    """The answer logged for a repeated request id, if the request is the same one."""
+    stored = store.stored_request(ask.request_id)
+    if stored is None:  # pragma: no cover - the unique constraint just said it exists
+        raise ConflictError("request_id", "conflicting concurrent request")
+    differ = [] if stored.customer_id == ask.customer_id else ["customer_id"]
+    if stored.digest is not None:
+        digest = request_digest(ask)
+        differ += [
+            name
+            for name, value in digest.items()
+            if name in stored.digest and stored.digest[name] != value
+        ]
+    if differ:
+        raise ConflictError(
+            "request_id",
+            f"already used for a different request ({', '.join(differ)} differ); "
+            "a new request needs a new request_id",
+        )
+    return DecisionAnswer.model_validate(stored.answer)

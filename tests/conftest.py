@@ -148,7 +148,9 @@ def store_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         yield engine
 
 
-SERVICE_THREADS = frozenset({"decision-writer", "policy-reload", "leader", "wal-checkpoint"})
+SERVICE_THREADS = frozenset(
+    {"decision-planner", "decision-writer", "policy-reload", "leader", "wal-checkpoint"}
+)
 """Threads of the service that its `close` stops; one left running holds its policies and
 models (and its database connections) until the process ends."""
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
 from optimizer.ports.decisions import (
     BatchPlanner,
+    BatchTaker,
     LogEntry,
     LoggedCandidate,
     LoggedDecision,
@@ -62,17 +63,11 @@ class MemoryDecisionStore:
             digest=dict(entry.request_digest),
         )
 
-    def write_batch(
-        self,
-        *,
-        customer_ids: Sequence[str],
-        request_ids: Sequence[str],
-        since: datetime,
-        plan: BatchPlanner,
-    ) -> None:
+    def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
         with self._lock:
-            states = self._read(customer_ids, since)
-            logged = {r: self.entries[r].customer_id for r in request_ids if r in self.entries}
+            keys = take()
+            states = self._read(keys.customer_ids, keys.since)
+            logged = {r: self.entries[r].customer_id for r in keys.request_ids if r in self.entries}
             writes = list(plan(states, logged))
             new = [w.entry.request_id for w in writes]
             if len(set(new)) != len(new) or any(r in self.entries for r in new):

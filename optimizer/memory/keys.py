@@ -39,6 +39,10 @@ class MemoryKeyStore:
             key_id = self._hashes.get(key_hash)
             return None if key_id is None else self._keys[key_id - 1]
 
+    def fingerprint(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._keys), sum(1 for k in self._keys if k.revoked_at is not None)
+
     def all(self) -> list[ApiKey]:
         with self._lock:
             return list(self._keys)

@@ -116,6 +116,20 @@ BatchPlanner = Callable[[Mapping[str, CustomerRecord], Mapping[str, str]], Seque
 write."""
 
 
+@dataclass(frozen=True)
+class BatchKeys:
+    """Which customers and request ids a batch writes, and how far back their history counts."""
+
+    customer_ids: Sequence[str]
+    request_ids: Sequence[str]
+    since: datetime
+
+
+BatchTaker = Callable[[], BatchKeys]
+"""Called once the transaction holds the write lock: the batch it writes. Asked then rather
+than before, a batch takes in what was planned while it waited for the lock."""
+
+
 class DecisionStore(Protocol):
     def read_customers(
         self, customer_ids: Sequence[str], since: datetime
@@ -130,17 +144,10 @@ class DecisionStore(Protocol):
 
     def stored_request(self, request_id: str) -> StoredRequest | None: ...
 
-    def write_batch(
-        self,
-        *,
-        customer_ids: Sequence[str],
-        request_ids: Sequence[str],
-        since: datetime,
-        plan: BatchPlanner,
-    ) -> None:
-        """In one transaction: lock and read the customers, find the logged request ids, let
-        `plan` say what to write, write it all and commit. A request id logged twice fails the
-        whole batch."""
+    def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
+        """In one transaction: take the write lock, ask `take` for the batch, lock and read its
+        customers, find its logged request ids, let `plan` say what to write, write it all and
+        commit. A request id logged twice fails the whole batch."""
         ...
 
     def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None: ...

@@ -51,6 +51,11 @@ class KeyStore(Protocol):
 
     def by_hash(self, key_hash: str) -> ApiKey | None: ...
 
+    def fingerprint(self) -> tuple[int, int]:
+        """(keys, revoked keys): it changes whenever a key is added or revoked, so a cache of
+        verified keys knows when to forget them."""
+        ...
+
     def all(self) -> list[ApiKey]:
         """Every key, revoked ones included, in the order they were created."""
         ...

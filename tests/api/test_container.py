@@ -3,13 +3,16 @@ one typed dependency it declares from the container."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +20,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from api import deps
-from api.auth import KeyVerifier
+from api.auth import KeyVerifier, require
 from api.cli import app
 from api.container import Container, build_container
 from api.readiness import ReadinessProbe, ReadinessReport
@@ -29,6 +32,7 @@ from optimizer.serving import CatalogCache
 from tests.api.test_decisions_api import add_customer
 from tests.conftest import engine_url
 
+T = TypeVar("T")
 SERVICE_THREADS = {"wal-checkpoint", "policy-reload", "leader"}
 """What `Container.start` runs: checkpoints, hot reload, the leader election for the jobs."""
 
@@ -129,7 +133,7 @@ def test_usage_import_decides_with_the_champions_and_leaves_no_thread(
     assert result.exit_code == 0, result.output
     assert "2 customers updated" in result.output
     assert "1 worsened and emitted a trigger" in result.output
-    assert set(started.names) <= {"decision-writer"}  # the decisions' writer, joined on close
+    assert set(started.names) <= {"decision-planner", "decision-writer"}  # joined on close
     assert left_running(before) == set()
 
 
@@ -177,15 +181,24 @@ def container(client: TestClient) -> Container:
 
 
 def test_each_dependency_is_the_containers_typed_part(container: Container) -> None:
-    assert isinstance(deps.get_settings(container), Settings)
-    assert isinstance(deps.get_catalog(container), CatalogCache)
-    assert isinstance(deps.get_decisions(container), DecisionService)
-    assert isinstance(deps.get_keys(container), KeyVerifier)
-    assert isinstance(deps.get_readiness(container), ReadinessProbe)
+    def part(dependency: Callable[[Container], Awaitable[T]]) -> T:
+        return asyncio.run(dependency(container))  # type: ignore[arg-type]
+
+    assert isinstance(part(deps.get_settings), Settings)
+    assert isinstance(part(deps.get_catalog), CatalogCache)
+    assert isinstance(part(deps.get_decisions), DecisionService)
+    assert isinstance(part(deps.get_keys), KeyVerifier)
+    assert isinstance(part(deps.get_readiness), ReadinessProbe)
     assert isinstance(deps.get_lifecycle(container), PolicyLifecycle)
     assert deps.get_lifecycle(container) is deps.get_lifecycle(container)
-    assert deps.get_audit(container) is container.audit
-    assert deps.get_decisions(container) is container.decisions
+    assert part(deps.get_audit) is container.audit
+    assert part(deps.get_decisions) is container.decisions
+
+
+def test_the_decision_routes_dependencies_run_on_the_event_loop() -> None:
+    """A sync dependency would cost every decision a hop through the thread pool."""
+    assert inspect.iscoroutinefunction(deps.get_container)
+    assert inspect.iscoroutinefunction(require("decide"))
 
 
 def test_readiness_answers_from_the_probe_it_is_handed(client: TestClient) -> None:

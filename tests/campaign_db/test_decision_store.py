@@ -19,6 +19,7 @@ from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
 from optimizer.core.values import DecisionReason, new_id
 from optimizer.memory.decisions import MemoryDecisionStore
 from optimizer.ports.decisions import (
+    BatchKeys,
     DecisionStore,
     DecisionWrite,
     LogEntry,
@@ -138,12 +139,12 @@ def _write_all(store: DecisionStore, writes: Sequence[DecisionWrite]) -> list[ob
         shown.extend([dict(states), dict(logged)])
         return writes
 
-    store.write_batch(
+    keys = BatchKeys(
         customer_ids=[w.entry.customer_id for w in writes],
         request_ids=[w.entry.request_id for w in writes],
         since=SINCE,
-        plan=plan,
     )
+    store.write_batch(take=lambda: keys, plan=plan)
     return shown
 
 
@@ -189,7 +190,8 @@ def test_the_planner_sees_the_locked_customers_and_the_request_ids_already_logge
         again.append(dict(logged))
         return []
 
-    store.write_batch(customer_ids=["ana"], request_ids=["q1", "q5"], since=SINCE, plan=plan)
+    keys = BatchKeys(customer_ids=["ana"], request_ids=["q1", "q5"], since=SINCE)
+    store.write_batch(take=lambda: keys, plan=plan)
     assert again == [{"q1": "ana"}]
 
 

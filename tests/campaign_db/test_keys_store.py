@@ -81,3 +81,15 @@ def test_a_key_is_revoked_once_and_the_revocation_audited(keys: Keys) -> None:
     )
     assert keys.store.revoke(stored.id + 1000, actor="admin", at=at) is None
     assert len(keys.audit.entries(action="key.revoke")) == 1
+
+
+def test_the_fingerprint_changes_when_a_key_is_added_or_revoked(keys: Keys) -> None:
+    empty = keys.store.fingerprint()
+    stored = keys.store.add(new_key("crm", digest="a" * 64))
+    added = keys.store.fingerprint()
+    keys.store.revoke(stored.id, actor="admin", at=T0 + timedelta(days=1))
+    revoked = keys.store.fingerprint()
+    keys.store.revoke(stored.id, actor="admin", at=T0 + timedelta(days=2))
+
+    assert len({empty, added, revoked}) == 3
+    assert keys.store.fingerprint() == revoked

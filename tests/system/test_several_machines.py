@@ -152,12 +152,15 @@ class Replicas:
 
 
 def leader_pid(engine: Engine) -> int | None:
-    """The process holding the scheduler's advisory lock, from its connection's name."""
+    """The process holding the scheduler's advisory lock in this test's database, from its
+    connection's name (pg_locks shows the whole server's, other test runs' included)."""
     with engine.connect() as connection:
         name = connection.execute(
             text(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
-                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())"
             )
         ).scalar()
     return int(name.removeprefix("campopt-")) if name else None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ import pytest
 
 from optimizer.answers import DecisionAnswer
 from optimizer.core.catalog import CatalogSnapshot, CatalogSpec, FrameVersion
-from optimizer.core.decision import CustomerProfile, DecisionAsk
+from optimizer.core.decision import CustomerProfile, CustomerRecord, DecisionAsk
 from optimizer.core.values import DecisionReason
 from optimizer.decisions import DecisionService
 from optimizer.eligibility import Combination, frame_combinations, in_holdout
@@ -20,6 +22,7 @@ from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
 from optimizer.features import ActionLines
 from optimizer.memory.decisions import MemoryDecisionStore
 from optimizer.planning import SAFE_MODE_VERSION
+from optimizer.ports.decisions import BatchKeys, BatchPlanner, BatchTaker
 from optimizer.serving import PolicyPool
 from tests.optimizer.test_eligibility import snapshot_of
 
@@ -272,3 +275,77 @@ def test_the_logged_decision_reads_back_with_its_candidates_and_distribution(
     assert chosen.signature.split("|")[0] == answer.action.offer.key
     with pytest.raises(NotFoundError):
         deciding.service.record(uuid.uuid4())
+
+
+class GatedStore(MemoryDecisionStore):
+    """A store whose write transactions wait at a gate before they take the lock (as if
+    another process held it), recording the request ids each one writes and counting reads
+    without lock."""
+
+    def __init__(self, actions: dict[int, str]) -> None:
+        super().__init__(actions)
+        self.waiting = threading.Event()
+        self.gate = threading.Event()
+        self.transactions: list[list[str]] = []
+        self.unlocked_reads = 0
+
+    def read_customers(
+        self, customer_ids: Sequence[str], since: datetime
+    ) -> dict[str, CustomerRecord]:
+        self.unlocked_reads += 1
+        return super().read_customers(customer_ids, since)
+
+    def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
+        def recorded_take() -> BatchKeys:
+            keys = take()
+            self.transactions.append(sorted(keys.request_ids))
+            return keys
+
+        self.waiting.set()
+        assert self.gate.wait(timeout=30)
+        super().write_batch(take=recorded_take, plan=plan)
+
+
+def test_requests_planned_while_the_writer_waits_for_the_lock_join_its_transaction(
+    snapshot: CatalogSnapshot,
+) -> None:
+    store = GatedStore({i: s for s, i in snapshot.actions.items()})
+    for customer in range(4):
+        store.add_customer(
+            CustomerProfile(
+                id=f"k{customer}",
+                health_class="D",
+                usage_index=0.2,
+                customer_since=None,
+                time_zone="Europe/Berlin",
+                language="en",
+                attributes={},
+            ),
+            CHANNELS,
+        )
+    service = DecisionService(store, catalog=FixedCatalog(snapshot), policies=PolicyPool())
+    try:
+        ask = DecisionAsk(
+            request_id="first",
+            customer_id="k0",
+            trigger="health_c_to_d",
+            channels=CHANNELS,
+            now=NOW,
+        )
+        first = service.submit(ask)
+        assert store.waiting.wait(timeout=30)  # the writer waits for the lock with one request
+        later = [
+            service.submit(replace(ask, request_id=f"later-{i}", customer_id=f"k{i}"))
+            for i in range(1, 4)
+        ]
+        deadline = time.monotonic() + 30
+        while store.unlocked_reads < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the planner has planned the later ones
+        time.sleep(0.05)
+        store.gate.set()
+        answers = [f.result(timeout=30) for f in [first, *later]]
+    finally:
+        store.gate.set()
+        service.close()
+    assert {a.request_id for a in answers} == {"first", "later-1", "later-2", "later-3"}
+    assert store.transactions == [["first", "later-1", "later-2", "later-3"]]
