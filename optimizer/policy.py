@@ -46,22 +46,9 @@ def mix_with_uniform(pmf: FloatArray, floor_share: float) -> FloatArray:
     return mixed / float(mixed.sum())
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def seed_uniform(seed: int) -> float:
-    """A uniform number in [0, 1) from the seed: SplitMix64's output function, then its top
-    53 bits. A decision needs one draw, and building a numpy generator for it cost ten times
-    more than the whole inverse-CDF step."""
-    z = (seed + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return ((z ^ (z >> 31)) >> 11) * 2.0**-53
-
-
 def sample_index(distribution: FloatArray, seed: int) -> int:
-    """Inverse-CDF sampling with a uniform drawn from the decision's seed."""
-    u = seed_uniform(seed)
+    """Inverse-CDF sampling with a generator seeded from the decision."""
+    u = np.random.default_rng(seed).random()
     index = int(np.searchsorted(np.cumsum(distribution), u, side="right"))
     return min(index, len(distribution) - 1)
 

@@ -18,7 +18,6 @@ from optimizer.policy import (
     reward_to_cost,
     sample_index,
     seed_from_id,
-    seed_uniform,
 )
 from optimizer.vw import CBModel, VWError
 
@@ -89,15 +88,6 @@ def test_sampling_follows_the_distribution() -> None:
     distribution = np.array([0.7, 0.2, 0.1])
     picks = np.bincount([sample_index(distribution, seed) for seed in range(20_000)], minlength=3)
     assert np.allclose(picks / 20_000, distribution, atol=0.015)
-
-
-def test_the_seeds_uniform_is_in_range_and_flat_over_consecutive_decision_ids() -> None:
-    assert 0.0 <= seed_uniform(0) < 1.0
-    assert 0.0 <= seed_uniform(2**63 - 1) < 1.0
-    base = uuid.uuid4().int
-    draws = np.array([seed_uniform(seed_from_id(uuid.UUID(int=base + i))) for i in range(20_000)])
-    counts = np.histogram(draws, bins=10, range=(0.0, 1.0))[0]
-    assert np.allclose(counts / 20_000, 0.1, atol=0.01)
 
 
 @pytest.mark.parametrize("algorithm", ["epsilon_greedy", "squarecb", "bagging", "cover"])
