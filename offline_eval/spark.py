@@ -50,7 +50,8 @@ def evaluate_on_spark(
 
     frame = spark.read.parquet(str(path))
     # cloudpickle: a policy defined in a script (`__main__`) travels by value
-    shared = spark.sparkContext.broadcast(cloudpickle.dumps(job))
+    dumps: Any = cloudpickle.dumps
+    shared = spark.sparkContext.broadcast(dumps(job))
 
     def per_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         partition_job: PartitionJob = pickle.loads(shared.value)
