@@ -168,8 +168,8 @@ class Cockpit:
         readings: list[GuardrailReading] = []
         limit = max_cost = None
         if frame is not None:
-            health = self.monitor.health(
-                frame, now=now, window=window, mode=state.mode if state else NORMAL
+            health = self.monitor.health_of(
+                frame, counts, spend, now=now, window=window, mode=state.mode if state else NORMAL
             )
             limits = frame.spec.guardrails
             limit, max_cost = limits.max_offer_cost_per_decision, frame.spec.max_offer_cost

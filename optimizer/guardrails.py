@@ -132,6 +132,21 @@ class GuardrailMonitor:
         since = now - window
         counts = self.frames.window_counts(frame_key=frame.key, since=since, until=now)
         spend = self.frames.window_spend(frame_key=frame.key, since=since, until=now)
+        return self.health_of(frame, counts, spend, now=now, window=window, mode=mode)
+
+    def health_of(
+        self,
+        frame: FrameVersion,
+        counts: WindowCounts,
+        spend: WindowSpend,
+        *,
+        now: datetime,
+        window: timedelta,
+        mode: str,
+    ) -> FrameHealth:
+        """`health` from the window's counts and spend read already (the cockpit shows them
+        too, so it reads them once)."""
+        since = now - window
         promoted = self.last_promotion(frame.key)
         previous_rate = None
         current_rate = _rate(counts.converted, counts.contacts)

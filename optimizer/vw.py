@@ -61,15 +61,21 @@ class CBModel:
             self._actions[line] = example
         return example
 
+    def _examples(self, shared: str, actions: Sequence[str]) -> list[Any]:
+        """The shared example, then each action's cached one (looked up inline: this runs
+        for every candidate of every prediction and update)."""
+        cached = self._actions
+        examples = [self._parse(shared)]
+        for line in actions:
+            example = cached.get(line)
+            examples.append(example if example is not None else self._action(line))
+        return examples
+
     def predict(self, shared: str, actions: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The explore distribution over `actions`, in their order (a `--cb_adf` regressor
         gives its predicted costs instead)."""
         with self._lock:
-            cached = self._actions
-            examples = [self._parse(shared)]
-            for line in actions:
-                example = cached.get(line)
-                examples.append(example if example is not None else self._action(line))
+            examples = self._examples(shared, actions)
             scores = cast(list[tuple[int, float]], self._core.predict_multi_ex_one(examples))
         pmf = np.zeros(len(actions), dtype=np.float64)
         for index, probability in scores:
@@ -123,11 +129,7 @@ class CBModel:
         if not 0.0 < probability <= 1.0:
             raise VWError(f"probability {probability} outside (0, 1]")
         with self._lock:
-            cached = self._actions
-            examples = [self._parse(shared)]
-            for line in actions:
-                example = cached.get(line)
-                examples.append(example if example is not None else self._action(line))
+            examples = self._examples(shared, actions)
             chosen_example = examples[chosen + 1]
             chosen_example._set_label(vw.CBLabel(label=(float(cost), float(probability))))
             try:

@@ -22,18 +22,8 @@ def multi_day_log(
     """Written under `path`, one file per day; returns the log and its targets."""
     rng = np.random.default_rng(seed)
     stamps = START + np.sort(rng.integers(0, days * 86_400, size=n)) * np.timedelta64(1, "s")
-    data = random_log(rng, n, timestamp=stamps)
-    data = LoggedBandit(
-        offsets=data.offsets,
-        action_ids=data.action_ids,
-        chosen_index=data.chosen_index,
-        logged_probability=data.logged_probability,
-        reward=data.reward,
-        logging_probabilities=data.logging_probabilities,
-        reward_predictions=rng.random(len(data.action_ids)),
-        timestamp=stamps,
-        context=data.context,
-    )
+    data = random_log(rng, n, target=False, timestamp=stamps)
+    data = data.with_predictions(rng.random(len(data.action_ids)))
     targets = {
         "candidate": random_distributions(rng, data.sizes),
         "greedy": random_distributions(rng, data.sizes) ** 4,
