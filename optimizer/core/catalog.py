@@ -362,6 +362,11 @@ class FrameSpec(_Spec):
             missing = set(self.health_classes) - set(self.offers)
             if missing:
                 raise ValueError(f"no offers for health classes {', '.join(sorted(missing))}")
+        if self.guardrails.max_harm_per_decision is not None and self.attribution.harm.most == 0:
+            raise ValueError(
+                "guardrails.max_harm_per_decision limits the harm that attribution.harm prices: "
+                "set attribution.harm costs, or drop the limit"
+            )
         return self
 
     @field_serializer("policy")
