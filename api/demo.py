@@ -28,6 +28,21 @@ class DemoResult:
     registered: dict[str, str]
 
 
+def priced_unsubscribes(catalog: CatalogSpec, cost: float) -> CatalogSpec:
+    """The catalog with every frame pricing an unsubscribe within its window at `cost`."""
+    frames = [
+        frame.model_copy(
+            update={
+                "attribution": frame.attribution.model_copy(
+                    update={"harm": frame.attribution.harm.model_copy(update={"unsubscribe": cost})}
+                )
+            }
+        )
+        for frame in catalog.frames
+    ]
+    return CatalogSpec.model_validate(catalog.model_copy(update={"frames": frames}).model_dump())
+
+
 def run_demo(
     *,
     catalog: CatalogSpec,

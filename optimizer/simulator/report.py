@@ -69,6 +69,8 @@ def summarize(
             "oracle": arms.oracle,
         },
         "realised_conversion_rate": float(np.mean(stats.converted[rows])) if n else float("nan"),
+        "expected_conversions": float(np.sum(stats.policy)),
+        "expected_unsubscribes": float(np.sum(stats.unsubscribe_risk)),
         "lift_capture": arms.lift_capture,
         "lift_capture_unconstrained": arms.lift_capture_unconstrained,
         "beats_best_fixed": arms.policy > arms.best_fixed,

@@ -7,8 +7,9 @@ The take-rate is a logistic model with real interactions:
 
 and a customer who is not contacted converts at `sigmoid(base[trigger] + organic[class])`.
 Built in on purpose: a discount or a free month saves a class-D customer but is wasted on class
-A; app push in the late afternoon beats the morning; SMS annoys healthy customers (A/B) into
-unsubscribing; urgent copy works on customers about to churn and puts healthy ones off.
+A; app push in the late afternoon beats the morning; SMS, and app push less so, annoy healthy
+customers (A/B) into unsubscribing; urgent copy works on customers about to churn and puts
+healthy ones off (fewer conversions, more unsubscribes).
 Conversions arrive with an exponential delay (mean 1.5 days), a few after the window closes.
 """
 
@@ -142,8 +143,15 @@ TONE = {
     "C": {"urgent": 0.0, "friendly": 0.2, "informative": 0.0},
     "D": {"urgent": 0.3, "friendly": 0.0, "informative": -0.1},
 }
-UNSUBSCRIBE = {"sms": {"A": 0.04, "B": 0.03, "C": 0.006, "D": 0.004}}
+# P(unsubscribe) per contact: pushy channels put healthy customers off far more than those
+# who need help; letters and pull channels hardly ever; urgent copy multiplies it for the healthy.
+UNSUBSCRIBE = {
+    "sms": {"A": 0.04, "B": 0.03, "C": 0.012, "D": 0.008},
+    "app_push": {"A": 0.02, "B": 0.015, "C": 0.006, "D": 0.004},
+    "email": {"A": 0.006, "B": 0.005, "C": 0.004, "D": 0.003},
+}
 UNSUBSCRIBE_BASE = 0.002
+URGENT_PUTS_OFF = {"A": 2.0, "B": 1.5}
 MEAN_DELAY_DAYS = 1.5
 
 
@@ -160,6 +168,7 @@ class GroundTruth:
     customer_noise_sd: float = 0.3
     _effects: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     _channel_of: dict[int, str] = field(default_factory=dict)
+    _tone_of: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def for_snapshot(cls, snapshot: CatalogSnapshot) -> GroundTruth:
@@ -179,6 +188,7 @@ class GroundTruth:
                     + TONE[hc].get(tone, 0.0)
                 )
                 truth._channel_of[action_id] = channel
+                truth._tone_of[action_id] = tone
             truth._effects[hc] = effect
         return truth
 
@@ -199,7 +209,10 @@ class GroundTruth:
         channel = self._channel_of.get(action_id)
         if channel is None:
             return 0.0
-        return UNSUBSCRIBE.get(channel, {}).get(health_class, UNSUBSCRIBE_BASE)
+        rate = UNSUBSCRIBE.get(channel, {}).get(health_class, UNSUBSCRIBE_BASE)
+        if self._tone_of.get(action_id) == "urgent":
+            rate *= URGENT_PUTS_OFF.get(health_class, 1.0)
+        return rate
 
     @staticmethod
     def delay_days(rng: np.random.Generator) -> float:

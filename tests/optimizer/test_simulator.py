@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlmodel import select
 
-from api.demo import run_demo
+from api.demo import priced_unsubscribes, run_demo
+from campaign_db.engine import create_engine_from_url, session_scope
+from campaign_db.models import Reward
 from optimizer.core.catalog import CatalogSpec, ContactPolicySpec, Limit
 from optimizer.simulator.metrics import count_cap_violations, uplift
 from optimizer.simulator.run import SimulationConfig
@@ -91,6 +94,43 @@ def test_truth_has_the_interactions_the_simulator_promises(example_catalog: Cata
     assert truth.unsubscribe_rate(health_class="A", action_id=sms) > truth.unsubscribe_rate(
         health_class="D", action_id=sms
     )
+
+    def unsubscribe(hc: str, channel: str, tone: str) -> float:
+        action = next(
+            a
+            for s, a in snapshot.actions.items()
+            if s.split("|")[2] == channel and snapshot.texts[s.split("|")[1]].tone == tone
+        )
+        return truth.unsubscribe_rate(health_class=hc, action_id=action)
+
+    assert unsubscribe("A", "app_push", "urgent") > unsubscribe("A", "app_push", "friendly")
+    assert unsubscribe("D", "app_push", "urgent") == unsubscribe("D", "app_push", "friendly")
+    assert unsubscribe("A", "app_push", "friendly") > unsubscribe("A", "email", "friendly")
+    assert truth.unsubscribe_rate(health_class="A", action_id=truth.no_contact_id) == 0.0
+
+
+def test_a_priced_unsubscribe_reaches_the_rewards_the_learner_learns(
+    tmp_path: Path, example_catalog: CatalogSpec
+) -> None:
+    result = run_demo(
+        catalog=priced_unsubscribes(example_catalog, 5.0),
+        out=tmp_path,
+        config=SimulationConfig(customers=1500, days=20, seed=3),
+        register=False,
+    )
+    engine = create_engine_from_url(f"sqlite:///{result.database}")
+    with session_scope(engine) as session:
+        final = session.exec(
+            select(Reward.unsubscribed, Reward.conversions, Reward.value).where(
+                Reward.status == "final"
+            )
+        ).all()
+    engine.dispose()
+    unsubscribed = [(conversions, value) for flag, conversions, value in final if flag]
+    assert unsubscribed, "no unsubscribe within a closed window: the check would be empty"
+    assert all(value == (1.0 if n else 0.0) - 5.0 for n, value in unsubscribed)
+    assert all(0.0 <= value <= 1.0 for flag, _, value in final if not flag)
+    assert 0.0 < result.summary["expected_unsubscribes"] < result.summary["contacts"]
 
 
 def test_uplift_interval_contains_the_difference() -> None:
