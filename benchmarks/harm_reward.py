@@ -4,7 +4,8 @@ Target (issue 16): with the simulator's unsubscribe cost switched on, unsubscrib
 least 30 % at no more than 5 % fewer conversions against the conversion-only reward.
 
 For each seed the demo (`api.demo.run_demo`: decisions, sends, unsubscribes, conversions,
-attribution, reward finalisation, online learning) runs twice on the example catalog: once as
+attribution, reward finalisation, online learning), with customers who unsubscribe by channel,
+class and tone (`--annoyance`), runs twice on the example catalog: once as
 written (reward = conversion) and once with every frame pricing an unsubscribe within the window
 at `--cost` conversions (`attribution.harm.unsubscribe`). Both runs face the same population,
 usage and triggers; they differ only in what the learner is rewarded for. The figures are the
@@ -66,7 +67,9 @@ def main() -> None:
     ratios, drops = [], []
     started = time.perf_counter()
     for seed in args.seeds:
-        config = SimulationConfig(customers=args.customers, days=args.days, seed=seed)
+        config = SimulationConfig(
+            customers=args.customers, days=args.days, seed=seed, annoyance=True
+        )
         a, b = run(plain, config), run(priced, config)
         ratio = b["expected_conversions"] / a["expected_conversions"]
         drop = 1.0 - b["expected_unsubscribes"] / a["expected_unsubscribes"]

@@ -38,6 +38,13 @@ def demo(
             "(a conversion is 1 in a binary frame); the frames' own harm costs otherwise",
         ),
     ] = None,
+    annoyance: Annotated[
+        bool,
+        typer.Option(
+            help="simulated customers unsubscribe by channel, health class and tone (push and "
+            "SMS put healthy customers off) instead of at a flat rate"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole loop on a simulated population: a fresh SQLite database, the example
     catalog, decisions, feedback, rewards and online learning; then write a report."""
@@ -51,7 +58,7 @@ def demo(
     spec = read_catalog_or_exit(path)
     if unsubscribe_cost is not None:
         spec = priced_unsubscribes(spec, unsubscribe_cost)
-    config = SimulationConfig(customers=customers, days=days, seed=seed)
+    config = SimulationConfig(customers=customers, days=days, seed=seed, annoyance=annoyance)
     with Progress(
         TextColumn("[bold]simulating[/]"),
         BarColumn(),

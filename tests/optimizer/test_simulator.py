@@ -72,6 +72,7 @@ def test_cap_checker_finds_a_contact_beyond_the_channel_limit() -> None:
 def test_truth_has_the_interactions_the_simulator_promises(example_catalog: CatalogSpec) -> None:
     snapshot = snapshot_of(example_catalog)
     truth = GroundTruth.for_snapshot(snapshot)
+    annoyed = GroundTruth.for_snapshot(snapshot, annoyance=True)
 
     def rate(hc: str, offer: str, channel: str, slot: str) -> float:
         signature = next(
@@ -101,12 +102,12 @@ def test_truth_has_the_interactions_the_simulator_promises(example_catalog: Cata
             for s, a in snapshot.actions.items()
             if s.split("|")[2] == channel and snapshot.texts[s.split("|")[1]].tone == tone
         )
-        return truth.unsubscribe_rate(health_class=hc, action_id=action)
+        return annoyed.unsubscribe_rate(health_class=hc, action_id=action)
 
     assert unsubscribe("A", "app_push", "urgent") > unsubscribe("A", "app_push", "friendly")
     assert unsubscribe("D", "app_push", "urgent") == unsubscribe("D", "app_push", "friendly")
     assert unsubscribe("A", "app_push", "friendly") > unsubscribe("A", "email", "friendly")
-    assert truth.unsubscribe_rate(health_class="A", action_id=truth.no_contact_id) == 0.0
+    assert annoyed.unsubscribe_rate(health_class="A", action_id=truth.no_contact_id) == 0.0
 
 
 def test_a_priced_unsubscribe_reaches_the_rewards_the_learner_learns(
@@ -115,7 +116,7 @@ def test_a_priced_unsubscribe_reaches_the_rewards_the_learner_learns(
     result = run_demo(
         catalog=priced_unsubscribes(example_catalog, 5.0),
         out=tmp_path,
-        config=SimulationConfig(customers=1500, days=20, seed=3),
+        config=SimulationConfig(customers=1500, days=20, seed=3, annoyance=True),
         register=False,
     )
     engine = create_engine_from_url(f"sqlite:///{result.database}")
