@@ -72,6 +72,7 @@ def run_demo(
             container.learning,
             container.catalog,
             publisher=PoolPublisher(container.policies),
+            audit=container.audit,
         )
         stores = SimulationStores(
             customers=container.customers,
