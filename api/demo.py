@@ -17,7 +17,12 @@ from optimizer.core.catalog import CatalogSpec
 from optimizer.core.values import SeededIds
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
-from optimizer.simulator.run import Simulation, SimulationConfig, SimulationStores
+from optimizer.simulator.run import (
+    Simulation,
+    SimulationConfig,
+    SimulationResult,
+    SimulationStores,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class DemoResult:
     report: Path
     database: Path
     registered: dict[str, str]
+    simulation: SimulationResult
 
 
 def priced_unsubscribes(catalog: CatalogSpec, cost: float) -> CatalogSpec:
@@ -105,7 +111,13 @@ def run_demo(
         report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
     finally:
         container.close()
-    return DemoResult(summary=summary, report=report, database=database, registered=registered)
+    return DemoResult(
+        summary=summary,
+        report=report,
+        database=database,
+        registered=registered,
+        simulation=result,
+    )
 
 
 def _register(
