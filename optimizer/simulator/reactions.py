@@ -76,6 +76,8 @@ class DecisionStats:
     converted: list[bool] = field(default_factory=list)
     unsubscribe_risk: list[float] = field(default_factory=list)
     """The truth's P(unsubscribe) of the chosen combination; 0 without a contact."""
+    contacted: list[bool] = field(default_factory=list)
+    unsubscribed: list[bool] = field(default_factory=list)
 
 
 @dataclass(order=True)
@@ -190,12 +192,15 @@ class CustomerReactions:
             else self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
         )
         stats.unsubscribe_risk.append(unsubscribe)
+        stats.contacted.append(send_at is not None)
+        stats.unsubscribed.append(False)
         if send_at is not None:
             self.counts["contacts"] += 1
             if not via_outbox:
                 events.append((decision.id, EventReport(kind="sent", occurred_at=send_at)))
             if self.rng.random() < unsubscribe:
                 self.counts["unsubscribes"] += 1
+                stats.unsubscribed[index_in_stats] = True
                 events.append(
                     (
                         decision.id,

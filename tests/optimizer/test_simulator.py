@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.demo import priced_unsubscribes, run_demo
 from campaign_db.engine import create_engine_from_url, session_scope
-from campaign_db.models import Reward
+from campaign_db.models import DecisionLog, Reward
 from optimizer.core.catalog import CatalogSpec, ContactPolicySpec, Limit
 from optimizer.simulator.metrics import count_cap_violations, uplift
 from optimizer.simulator.run import SimulationConfig
@@ -44,6 +44,24 @@ def test_the_demo_runs_the_loop_and_writes_its_report(
     }
     rates = summary["conversion_rate"]
     assert rates["uniform"] <= rates["oracle"]
+    engine = create_engine_from_url(f"sqlite:///{result.database}")
+    with session_scope(engine) as session:
+        logged = session.exec(
+            select(DecisionLog.frame_key, DecisionLog.reason, Reward.unsubscribed).join(
+                Reward, col(Reward.decision_id) == DecisionLog.id, isouter=True
+            )
+        ).all()
+    engine.dispose()
+    frames = {f["key"]: f for f in summary["frames"]}
+    assert sum(f["decisions"] for f in frames.values()) == summary["policy_decisions"]
+    for key, frame in frames.items():
+        mine = [(reason, unsubscribed) for k, reason, unsubscribed in logged if k == key]
+        assert frame["decisions"] == sum(r in ("policy", "policy_no_contact") for r, _ in mine)
+        assert frame["contacts"] == sum(r == "policy" for r, _ in mine)
+        assert frame["unsubscribes"] == sum(r == "policy" and bool(u) for r, u in mine)
+        assert 0.0 <= frame["offer_cost_per_decision"] <= frame["offer_spend"]
+        if frame["unsubscribe_rate"] is not None:
+            assert 0.0 <= frame["unsubscribe_rate"] <= 1.0
     assert set(summary["holdout_uplift"]) == {"value", "ci_low", "ci_high"}
     for name in (
         "report.html",
