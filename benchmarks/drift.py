@@ -79,7 +79,8 @@ def alarms(database: Path, change: datetime) -> list[dict[str, Any]]:
                 )
             ).all()
             out = []
-            for subject, details in rows:
+            for policy_version, details in rows:
+                subject = policy_version.split(":")[0]
                 found = details if isinstance(details, dict) else json.loads(details)
                 sequence = int(found["reward_sequence"])
                 at = connection.execute(

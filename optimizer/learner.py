@@ -182,12 +182,13 @@ class OnlineLearner:
         if self.audit is None:
             return
         for change in changes:
-            report = self.lineages[change.policy_name].policy.tuning_report() or {}
+            policy = self.lineages[change.policy_name].policy
+            report = policy.tuning_report() or {}
             self.audit.add(
                 AuditEntry(
                     actor="learner",
                     action="policy.drift_found" if change.drifting else "policy.drift_recovered",
-                    subject=change.policy_name,
+                    subject=f"{change.policy_name}:{policy.version}",
                     at=utcnow(),
                     details={"reward_sequence": change.sequence, **report.get("drift", {})},
                 )

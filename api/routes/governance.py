@@ -331,9 +331,12 @@ def read_audit(
         NulFreeStr | None, Query(max_length=64, description="prefix, e.g. policy.")
     ] = None,
     subject: Annotated[NulFreeStr | None, Query(max_length=200, description="prefix")] = None,
+    actor: Annotated[
+        NulFreeStr | None, Query(max_length=200, description="prefix, e.g. learner")
+    ] = None,
     since: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Who did what, when and why, newest first."""
-    entries = audit.entries(action=action, subject=subject, since=since, limit=limit)
+    entries = audit.entries(action=action, subject=subject, actor=actor, since=since, limit=limit)
     return [AuditOut.model_validate(replace(e, id=e.id or 0)) for e in entries]

@@ -278,7 +278,7 @@ def test_drift_found_while_learning_and_caught_up_with_goes_to_the_audit_log(
         "policy.drift_found",
     ]
     (found,) = audit.entries(action="policy.drift_found")
-    assert found.subject == POLICY
+    assert found.subject.startswith(f"{POLICY}:")
     assert found.details is not None
     assert found.details["reward_sequence"] == changes[0].sequence > 3_000
     (recovered,) = audit.entries(action="policy.drift_recovered")
