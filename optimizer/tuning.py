@@ -118,7 +118,7 @@ class TunedModel:
                 shared, actions, chosen=chosen, cost=cost, probability=weighted
             )
             losses[i] = (float(predicted[chosen]) - cost) ** 2
-            if i == self.leader:
+            if i == self.watcher:
                 residual = float(predicted[chosen]) - cost
         self.learned += 1
         self.validation.add(-losses)
@@ -131,13 +131,22 @@ class TunedModel:
             self.leader = challenger
             self.switches += 1
 
+    @property
+    def watcher(self) -> int:
+        """The candidate whose residual the drift test watches: the slowest learner. A fast
+        one adapts to a change within a few dozen rewards and hides it; the slowest stays
+        wrong longest (on a flipped toy world, twice the CUSUM evidence of the 0.7 leader)."""
+        rates = [s.learning_rate for s in self.specs]
+        return rates.index(min(rates))
+
     def _watch(self, residual: float) -> None:
-        """Feed the drift test the leader's residual (reward minus prediction). On an alarm the
-        race starts again on what happens from now on: the weakest other candidate restarts
-        from scratch, unburdened by the old world, and validation forgets the old scores. While
-        the model is drifting the policy explores more (`BanditPolicy.floor_share`)."""
+        """Feed the drift test the watcher's residual (reward minus prediction). On an alarm
+        the race starts again on what happens from now on: the weakest candidate other than
+        the leader and the watcher restarts from scratch, unburdened by the old world, and
+        validation forgets the old scores. While the model is drifting the policy explores
+        more (`BanditPolicy.floor_share`)."""
         if self.drift.add(residual) == "alarm":
-            others = [i for i in range(len(self.models)) if i != self.leader]
+            others = [i for i in range(len(self.models)) if i not in (self.leader, self.watcher)]
             if others:
                 estimates = self.validation.estimates()
                 weakest = min(others, key=lambda i: float(estimates[i]))

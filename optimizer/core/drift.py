@@ -80,7 +80,7 @@ class DriftMonitor:
         self.recent_mean = recent * self.recent_mean + (1.0 - recent) * z
         if self.drifting_since is not None:
             caught_up = self.seen - self.drifting_since >= s.recovery_rewards
-            if caught_up and abs(self.recent_mean) <= s.slack:
+            if caught_up and abs(self.recent_mean) <= s.slack / 2:
                 self.drifting_since = None
                 self.up = self.down = 0.0
                 return "recovered"

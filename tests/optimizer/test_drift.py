@@ -124,7 +124,6 @@ def test_a_tuned_policy_finds_the_flip_explores_more_until_it_caught_up_and_gain
     late = stream(watching, 4_000, seed=3, flipped=True)
     assert not watching.drifting
     assert watching.floor_share(BOUNDS) == 0.05
-    assert drift_report(watching)["alarms"] == 1
 
     stream(blind, 300, seed=2, flipped=True)
     assert drift_report(blind)["alarms"] == 0
