@@ -101,6 +101,28 @@ BAD_CATALOGS = [
         "frames[0].policy.bits",
         "less than or equal to 28",
     ),
+    (
+        "budget_unknown_offer",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: free_months, limit: 5000, "
+        "period: week, offer: free_mnth}\n",
+        "frames[0].budgets[0].offer",
+        "counts offer 'free_mnth', which the frame does not offer",
+    ),
+    (
+        "budget_without_period",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: calls, limit: 800}\n",
+        "frames[0].budgets[0].period",
+        "field required",
+    ),
+    (
+        "budget_fractional_count",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: calls, limit: 80.5, period: day}\n",
+        "frames[0].budgets[0]",
+        "a count budget takes a whole number",
+    ),
 ]
 
 
@@ -319,6 +341,22 @@ def test_frame_widenings_name_each_loosening() -> None:
     assert any(w.startswith("channels") for w in found)
     assert any(w.startswith("min_gap_hours") for w in found)
     assert frame_widenings(wider, old) == []
+
+
+def test_raising_or_removing_a_budget_widens_and_adding_or_lowering_narrows() -> None:
+    from optimizer.core.catalog import BudgetSpec, frame_widenings
+
+    old = read_catalog(MINIMAL).frames[0]
+    week = BudgetSpec(key="free_months", limit=5000, period="week", offer="free_month")
+    budgeted = old.model_copy(update={"budgets": [week]})
+    raised = old.model_copy(update={"budgets": [week.model_copy(update={"limit": 6000.0})]})
+    lowered = old.model_copy(update={"budgets": [week.model_copy(update={"limit": 4000.0})]})
+    monthly = old.model_copy(update={"budgets": [week.model_copy(update={"period": "month"})]})
+    assert frame_widenings(old, budgeted) == []
+    assert frame_widenings(budgeted, lowered) == []
+    assert frame_widenings(budgeted, raised) == ["budgets.free_months: 5000 -> 6000 per week"]
+    assert frame_widenings(budgeted, old) == ["budgets.free_months: 5000 per week -> no budget"]
+    assert [w.split(":")[0] for w in frame_widenings(budgeted, monthly)] == ["budgets.free_months"]
 
 
 def test_changed_block_is_updated_in_place(engine: Engine, tmp_path: Path) -> None:
