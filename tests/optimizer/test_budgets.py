@@ -1,0 +1,141 @@
+"""Budget periods, charges and pacing prices: pure properties, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from optimizer.budgets import (
+    check_budgets,
+    elapsed_share,
+    pacing_price,
+    period_end,
+    period_start,
+    price_penalties,
+)
+from optimizer.core.catalog import BudgetSpec, CatalogSnapshot, FrameSpec, FrameVersion, OfferSpec
+from optimizer.core.values import OfferKind
+from optimizer.ports.decisions import BudgetPeriod
+
+OFFERS = {
+    "free_month": OfferSpec(key="free_month", name="Free month", kind=OfferKind.incentive, cost=10),
+    "tip": OfferSpec(key="tip", name="Tip", kind=OfferKind.tip),
+}
+
+
+def _frame(*budgets: BudgetSpec, time_zone: str = "Europe/Berlin") -> FrameVersion:
+    spec = FrameSpec(
+        key="churn",
+        name="Churn",
+        triggers=["t"],
+        health_classes=["D"],
+        offers=["free_month", "tip"],
+        channels=["email", "sms"],
+        send_times=["now"],
+        max_offer_cost=12,
+        valid_from=date(2026, 1, 1),
+        time_zone=time_zone,
+        budgets=list(budgets),
+    )
+    return FrameVersion(
+        id=1, key="churn", version=1, status="active", spec=spec, approved_by=None, approved_at=None
+    )
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 1)))
+def test_every_day_lies_in_exactly_its_period(day: date) -> None:
+    for period in ("day", "week", "month"):
+        start = period_start(period, day)  # type: ignore[arg-type]
+        end = period_end(period, start)  # type: ignore[arg-type]
+        assert start <= day < end
+        assert period_start(period, end) == end  # type: ignore[arg-type]
+    assert period_start("week", day).weekday() == 0
+    assert period_start("month", day).day == 1
+
+
+def test_periods_are_read_in_the_frame_time_zone() -> None:
+    # Sunday 23:30 UTC is already Monday in Berlin: a new week there, the old one in UTC
+    late_sunday = datetime(2026, 11, 29, 23, 30, tzinfo=UTC)
+    assert elapsed_share("week", late_sunday, "Europe/Berlin") < 0.01
+    assert elapsed_share("week", late_sunday, "UTC") > 0.99
+    share = elapsed_share("day", datetime(2026, 11, 24, 11, tzinfo=UTC), "Europe/Berlin")
+    assert share == pytest.approx(0.5)
+
+
+@given(
+    spent=st.floats(0, 1e6),
+    limit=st.floats(1, 1e6),
+    elapsed=st.floats(0, 1),
+    more=st.floats(0, 1e3),
+)
+def test_the_price_never_falls_as_spend_runs_ahead_and_is_zero_behind_plan(
+    spent: float, limit: float, elapsed: float, more: float
+) -> None:
+    spent = min(spent, limit)
+    price = pacing_price(spent=spent, limit=limit, elapsed=elapsed)
+    assert price >= 0
+    assert pacing_price(spent=min(spent + more, limit), limit=limit, elapsed=elapsed) >= price
+    if spent <= elapsed * limit and spent < limit - 1e-6:
+        assert price == 0
+    if spent >= limit:
+        assert price >= 1
+
+
+def test_a_budget_with_a_fractional_count_or_a_bad_period_names_the_field() -> None:
+    with pytest.raises(ValidationError, match="whole number"):
+        BudgetSpec(key="calls", limit=8.5, period="day")
+    with pytest.raises(ValidationError) as caught:
+        BudgetSpec(key="calls", limit=8, period="year")  # type: ignore[arg-type]
+    assert caught.value.errors()[0]["loc"] == ("period",)
+    with pytest.raises(ValidationError, match="used twice"):
+        _frame(
+            BudgetSpec(key="calls", limit=8, period="day"),
+            BudgetSpec(key="calls", limit=9, period="week"),
+        )
+
+
+def test_only_what_a_budget_counts_is_blocked_when_it_runs_out() -> None:
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    frame = _frame(
+        BudgetSpec(key="free_months", limit=3, period="week", offer="free_month"),
+        BudgetSpec(key="incentives", measure="cost", limit=100, period="month"),
+        BudgetSpec(key="sms", limit=5, period="day", channel="sms"),
+    )
+    week = BudgetPeriod("churn", "free_months", date(2026, 11, 23))
+    month = BudgetPeriod("churn", "incentives", date(2026, 11, 1))
+    day = BudgetPeriod("churn", "sms", date(2026, 11, 24))
+    pairs = [(o, c) for o in OFFERS for c in ("email", "sms")]
+
+    check, trace = check_budgets(frame, now, pairs, OFFERS, {week: 2, month: 85, day: 4})
+    assert check.blocked == frozenset()
+    assert trace == {}
+    check, trace = check_budgets(frame, now, pairs, OFFERS, {week: 3, month: 0, day: 4})
+    assert check.blocked == {("free_month", "email"), ("free_month", "sms")}
+    assert set(trace) == {"budget:free_months"}
+    check, _ = check_budgets(frame, now, pairs, OFFERS, {month: 95, day: 5})
+    # 10 more of the incentive money does not fit; the free tip costs nothing; SMS is spent
+    assert check.blocked == {("free_month", "email"), ("free_month", "sms"), ("tip", "sms")}
+    assert check.holds({month: 99, day: 5})
+    assert not check.holds({month: 0, day: 5})
+
+
+def test_penalties_lower_only_what_spends_a_priced_budget() -> None:
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    frame = _frame(BudgetSpec(key="free_months", limit=3, period="week", offer="free_month"))
+    week = BudgetPeriod("churn", "free_months", date(2026, 11, 23))
+    pairs: list[tuple[str, str] | None] = [("free_month", "email"), ("tip", "email"), None]
+    penalty = price_penalties(frame, now, pairs, OFFERS, {week: 0.5}, reward_span=1.0)
+    assert penalty.tolist() == [0.5, 0.0, 0.0]
+    assert not price_penalties(frame, now, pairs, OFFERS, {week: 0.0}, 1.0).any()
+
+
+def test_snapshot_type_is_untouched_by_budgets() -> None:
+    # budgets ride on the frame spec: the serving snapshot needs no new field
+    assert "budgets" not in CatalogSnapshot.__dataclass_fields__
+    assert np.isclose(elapsed_share("month", datetime(2026, 11, 16, tzinfo=UTC), "UTC"), 0.5)
+    assert timedelta(days=7) == period_end("week", date(2026, 11, 23)) - date(2026, 11, 23)
