@@ -22,6 +22,7 @@ from optimizer.budgets import (
     budget_prices,
     charges,
     check_budgets,
+    price_penalties,
 )
 from optimizer.core.catalog import NO_CONTACT, CatalogSnapshot, FrameVersion, SafeDefaultSpec
 from optimizer.core.decision import (
@@ -318,6 +319,17 @@ def plan_decision(
         limit = frame.spec.guardrails.max_offer_cost_per_decision
         # no candidate costs more than max_offer_cost: at or below the limit nothing to cap
         capped = frame.spec.max_offer_cost > limit
+        penalties = None
+        if any(prices.values()):
+            low, high = frame.spec.attribution.reward_range(frame.spec.max_offer_cost)
+            penalties = price_penalties(
+                frame,
+                now,
+                candidate_set.budget_pairs,
+                snapshot.offers,
+                prices,
+                reward_span=high - low,
+            )
         choice = policy.choose(
             shared_line(context),
             candidate_set.lines,
@@ -325,6 +337,7 @@ def plan_decision(
             floor_share=policy.spec.floor_share(frame.spec.exploration),
             costs=candidate_set.offer_costs(snapshot.offers) if capped else None,
             max_expected_cost=limit,
+            penalties=penalties,
         )
         policy_ref = PolicyRef(name=policy.name, version=policy.version)
     return _chosen(draft, candidate_set, choice, policy_ref, frame_ref, frame)

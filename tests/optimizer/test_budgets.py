@@ -139,3 +139,24 @@ def test_snapshot_type_is_untouched_by_budgets() -> None:
     assert "budgets" not in CatalogSnapshot.__dataclass_fields__
     assert np.isclose(elapsed_share("month", datetime(2026, 11, 16, tzinfo=UTC), "UTC"), 0.5)
     assert timedelta(days=7) == period_end("week", date(2026, 11, 23)) - date(2026, 11, 23)
+
+
+def test_a_priced_budget_moves_mass_off_what_spends_it_and_keeps_the_floor() -> None:
+    from tests.optimizer.test_policy import ACTIONS, shared, trained_policy
+
+    policy = trained_policy()
+    assert policy.prices_cost
+    best = [i for i in range(len(ACTIONS)) if i % 5 == 3 and i % 3 == 1]  # class D's winners
+    free = policy.distribution(shared("D"), ACTIONS, floor_share=0.1)
+    unpriced = policy.distribution(
+        shared("D"), ACTIONS, floor_share=0.1, penalties=np.zeros(len(ACTIONS))
+    )
+    np.testing.assert_array_equal(free, unpriced)
+    penalties = np.zeros(len(ACTIONS))
+    penalties[best] = 1.0  # the full reward span: spending the budget earns nothing now
+    priced = policy.distribution(shared("D"), ACTIONS, floor_share=0.1, penalties=penalties)
+    assert priced.sum() == pytest.approx(1.0)
+    assert priced[best].sum() < free[best].sum() / 2
+    assert priced.min() >= 0.1 / len(ACTIONS) - 1e-12
+    with pytest.raises(ValueError, match="penalties"):
+        policy.distribution(shared("D"), ACTIONS, floor_share=0.1, penalties=np.zeros(3))
