@@ -221,3 +221,45 @@ def snapshot_periods(frames: Iterable[FrameVersion], nows: Iterable[datetime]) -
     return {
         period for frame in frames for now in moments for _, period in frame_periods(frame, now)
     }
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """One budget in its current period: spend against the limit and the linear plan, and the
+    pacing price decisions pay now."""
+
+    key: str
+    measure: str
+    scope: str
+    period: str
+    period_start: date
+    period_end: date
+    limit: float
+    spent: float
+    planned: float
+    price: float
+
+
+def budget_status(
+    frame: FrameVersion, now: datetime, spent: Mapping[BudgetPeriod, float]
+) -> list[BudgetStatus]:
+    """Each of the frame's budgets at `now`, from its counter's spend."""
+    out: list[BudgetStatus] = []
+    prices = budget_prices(frame, now, spent)
+    for budget, period in frame_periods(frame, now):
+        share = elapsed_share(budget.period, now, frame.spec.time_zone)
+        out.append(
+            BudgetStatus(
+                key=budget.key,
+                measure=budget.measure,
+                scope=budget.scope,
+                period=budget.period,
+                period_start=period.start,
+                period_end=period_end(budget.period, period.start),
+                limit=budget.limit,
+                spent=spent.get(period, 0.0),
+                planned=share * budget.limit,
+                price=prices[period],
+            )
+        )
+    return out
