@@ -11,11 +11,19 @@ wrong, and then it fails the whole transaction rather than pass the limit.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import case, delete, select, update
+from sqlmodel import Session
+
+from campaign_db.models import BudgetChargeRow, BudgetSpend, table_of
 from optimizer.ports.decisions import BudgetCharge, BudgetPeriod
+
+_spend = table_of(BudgetSpend)
+_charges = table_of(BudgetChargeRow)
 
 # A sum of float costs may land a hair above a limit it equals.
 _SLACK = 1e-9
@@ -62,15 +70,34 @@ def read_budget_spend(
     return {p: found.get(p, 0.0) for p in wanted}
 
 
-def charge_budget_spend(cursor: Any, charges: Sequence[BudgetCharge], *, sqlite: bool) -> None:
-    """Add the charges to their counters, each counter only while it stays within its limit;
-    `BudgetExceededError` (and so a rolled-back transaction) otherwise."""
+def charge_budget_spend(
+    cursor: Any, charges: Sequence[tuple[Any, BudgetCharge]], *, sqlite: bool
+) -> None:
+    """Add the charges (each with its decision's id, as the driver takes it) to their counters,
+    each counter only while it stays within its limit, `BudgetExceededError` (and so a
+    rolled-back transaction) otherwise; and record each decision's charges."""
     totals: dict[BudgetPeriod, float] = {}
     limits: dict[BudgetPeriod, float] = {}
-    for charge in charges:
+    mark = "?" if sqlite else "%s"
+    if charges:
+        cursor.executemany(
+            "INSERT INTO budget_charge (decision_id, budget_key, frame_key, period_start, amount) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
+            [
+                (
+                    decision_id,
+                    c.period.budget_key,
+                    c.period.frame_key,
+                    _key(c.period, sqlite)[2],
+                    c.amount,
+                )
+                for decision_id, c in charges
+            ],
+        )
+    for _, charge in charges:
         totals[charge.period] = totals.get(charge.period, 0.0) + charge.amount
         limits[charge.period] = charge.limit
-    mark, now = ("?" if sqlite else "%s"), _now(sqlite)
+    now = _now(sqlite)
     for period in sorted(totals):
         amount = totals[period]
         cursor.execute(
@@ -84,6 +111,33 @@ def charge_budget_spend(cursor: Any, charges: Sequence[BudgetCharge], *, sqlite:
                 f"budgets: {period.budget_key} of frame {period.frame_key} has less than "
                 f"{amount:g} left in the period from {period.start.isoformat()}"
             )
+
+
+def release_budget_spend(session: Session, *, decision_id: uuid.UUID) -> None:
+    """Give back what a decision spent of its budgets (its contact failed): each counter goes
+    down by the decision's charge, once, however often this is called."""
+    connection = session.connection()
+    charges = connection.execute(
+        select(
+            _charges.c.frame_key, _charges.c.budget_key, _charges.c.period_start, _charges.c.amount
+        )
+        .where(_charges.c.decision_id == decision_id)
+        .order_by(_charges.c.frame_key, _charges.c.budget_key)
+    ).all()
+    for frame_key, budget_key, period_start, amount in charges:
+        connection.execute(
+            update(_spend)
+            .where(
+                _spend.c.frame_key == frame_key,
+                _spend.c.budget_key == budget_key,
+                _spend.c.period_start == period_start,
+            )
+            .values(
+                spent=case((_spend.c.spent > amount, _spend.c.spent - amount), else_=0.0),
+                updated_at=datetime.now(UTC),
+            )
+        )
+    connection.execute(delete(_charges).where(_charges.c.decision_id == decision_id))
 
 
 def _key(period: BudgetPeriod, sqlite: bool) -> tuple[Any, ...]:

@@ -135,7 +135,7 @@ class SqlDecisionStore:
             cursor.insert_contacts([w.contact for w in writes if w.contact is not None])
             cursor.insert_decisions([w.entry for w in writes])
             cursor.insert_rewards([w.reward for w in writes if w.reward is not None])
-            cursor.charge_budgets([c for w in writes for c in w.charges])
+            cursor.charge_budgets([(w.entry.id, c) for w in writes for c in w.charges])
 
     def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None:
         with session_scope(self.engine) as session:
@@ -268,8 +268,10 @@ class DecisionCursor:
     ) -> dict[BudgetPeriod, float]:
         return read_budget_spend(self.cursor, periods, sqlite=self.sqlite, lock=lock)
 
-    def charge_budgets(self, charges: Sequence[BudgetCharge]) -> None:
-        charge_budget_spend(self.cursor, charges, sqlite=self.sqlite)
+    def charge_budgets(self, charges: Sequence[tuple[uuid.UUID, BudgetCharge]]) -> None:
+        charge_budget_spend(
+            self.cursor, [(self._uuid(d), c) for d, c in charges], sqlite=self.sqlite
+        )
 
     def logged_requests(self, request_ids: Iterable[str]) -> dict[str, str]:
         """request id → customer id, for those of `request_ids` already decided."""

@@ -347,6 +347,17 @@ class BudgetSpend(SQLModel, table=True):
     updated_at: datetime = _utc_now()
 
 
+class BudgetChargeRow(SQLModel, table=True):
+    """What one decision spent of one budget counter: given back if its contact fails."""
+
+    __tablename__ = "budget_charge"
+    decision_id: uuid.UUID = Field(primary_key=True)
+    budget_key: str = Field(primary_key=True, max_length=64)
+    frame_key: str = Field(max_length=64)
+    period_start: date
+    amount: float
+
+
 class DeliveryEvent(SQLModel, table=True):
     """What a channel system reported about a decision: sent, opened, bounced, unsubscribed …"""
 

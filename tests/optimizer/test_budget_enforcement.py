@@ -234,3 +234,28 @@ def test_two_processes_never_take_a_budget_past_its_limit_on_postgres(
         assert process.exitcode == 0
     assert sum(contacts) == _spent(engine, "daily", START.date()) == limit
     assert all(n > 0 for n in contacts), "both processes spent some of the budget"
+
+
+def test_a_failed_contact_gives_its_spend_back_once(day_budget_engine: Engine) -> None:
+    from campaign_db.feedback import SqlFeedbackStore
+    from optimizer.feedback import EventReport, record_event
+
+    engine = day_budget_engine
+    ids = _customers(engine, "fl-", 12)
+    with _service(engine) as service:
+        answers = [service.decide(_ask(f"fl-{i}", c, START)) for i, c in enumerate(ids[:9])]
+        assert _spent(engine, "contacts", START.date()) == 5
+        failed = next(a for a in answers if a.contact)
+        feedback = SqlFeedbackStore(engine)
+        for event_id in ("bounce-1", "bounce-2"):  # a repeat, and a second failure report
+            record_event(
+                feedback,
+                decision_id=failed.decision_id,
+                event=EventReport("bounced", event_id=event_id),
+                now=START,
+            )
+        assert _spent(engine, "contacts", START.date()) == 4
+        # the policy may choose no contact (untrained: uniform); one of three takes the room
+        again = [service.decide(_ask(f"fl-again{i}", c, START)) for i, c in enumerate(ids[9:])]
+    assert sum(a.contact for a in again) == 1
+    assert _spent(engine, "contacts", START.date()) == 5

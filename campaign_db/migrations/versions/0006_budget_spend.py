@@ -1,4 +1,5 @@
-"""budget spend: one counter per frame budget and period, and the prices a decision paid
+"""budget spend: one counter per frame budget and period, each decision's charges, and the
+prices a decision paid
 
 Revision ID: 0006
 Revises: 0005
@@ -29,6 +30,15 @@ def upgrade() -> None:
         sa.Column("updated_at", campaign_db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("frame_key", "budget_key", "period_start"),
     )
+    op.create_table(
+        "budget_charge",
+        sa.Column("decision_id", sa.Uuid(), nullable=False),
+        sa.Column("budget_key", sa.String(length=64), nullable=False),
+        sa.Column("frame_key", sa.String(length=64), nullable=False),
+        sa.Column("period_start", sa.Date(), nullable=False),
+        sa.Column("amount", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("decision_id", "budget_key"),
+    )
     with op.batch_alter_table("decision_log", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -42,4 +52,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("decision_log", schema=None) as batch_op:
         batch_op.drop_column("budget_prices")
+    op.drop_table("budget_charge")
     op.drop_table("budget_spend")
