@@ -8,13 +8,14 @@ the same transaction as the decision, so a budget is never exceeded.
 
 Two mechanisms work together:
 
-- the hard limit (`fits`, `exclude_exhausted`): a combination whose spend does not fit in what
+- the hard limit (`fits`, `check_budgets`): a combination whose spend does not fit in what
   is left of any of its budgets is not a candidate, and the decision's eligibility trace says so;
-- pacing (`pacing_price`, `priced_scores`): a dual price per budget, from the spend against a
-  linear plan over the period, lowers every combination's predicted reward by the price times
-  its spend. Ahead of plan the price rises and the budget goes to the customers and combinations
-  where it earns most; behind plan it falls to 0. The price is an input of the distribution and
-  is logged with the decision, so its probabilities can be recomputed.
+- pacing (`pacing_price`, `price_penalties`): a dual price per budget, from the spend against a
+  plan over the period (linear in time, or following the budget's hourly traffic profile),
+  lowers every combination's predicted reward by the price times its spend. Ahead of plan the
+  price rises and the budget goes to the customers and combinations where it earns most; behind
+  plan it falls to 0. The price is an input of the distribution and is logged with the decision,
+  so its probabilities can be recomputed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def elapsed_share(period: Period, now: datetime, time_zone: str) -> float:
     begin = datetime.combine(start, datetime.min.time(), zone)
     end = datetime.combine(period_end(period, start), datetime.min.time(), zone)
     return min(max((local - begin) / (end - begin), 0.0), 1.0)
+
+
+def planned_share(budget: BudgetSpec, now: datetime, time_zone: str) -> float:
+    """How much of the budget the plan has spent by `now`, in [0, 1]: the elapsed share of the
+    period, or with `budget.traffic` the share of the period's traffic (the same 24 hourly
+    weights every day) that has come by now."""
+    if budget.traffic is None:
+        return elapsed_share(budget.period, now, time_zone)
+    local = now.astimezone(ZoneInfo(time_zone))
+    start = period_start(budget.period, local.date())
+    days = (period_end(budget.period, start) - start).days
+    weights = np.asarray(budget.traffic, dtype=np.float64)
+    hour = local.hour
+    into_hour = (local.minute * 60 + local.second + local.microsecond / 1e6) / 3600
+    today = float(weights[:hour].sum() + into_hour * weights[hour])
+    passed = (local.date() - start).days * float(weights.sum()) + today
+    return min(max(passed / (days * float(weights.sum())), 0.0), 1.0)
 
 
 def frame_periods(frame: FrameVersion, now: datetime) -> list[tuple[BudgetSpec, BudgetPeriod]]:
@@ -118,7 +136,7 @@ def budget_prices(
     """The pacing price of each of the frame's budgets at `now`, from its counter."""
     out: dict[BudgetPeriod, float] = {}
     for budget, period in frame_periods(frame, now):
-        share = elapsed_share(budget.period, now, frame.spec.time_zone)
+        share = planned_share(budget, now, frame.spec.time_zone)
         out[period] = pacing_price(spent=spent.get(period, 0.0), limit=budget.limit, elapsed=share)
     return out
 
@@ -247,7 +265,7 @@ def budget_status(
     out: list[BudgetStatus] = []
     prices = budget_prices(frame, now, spent)
     for budget, period in frame_periods(frame, now):
-        share = elapsed_share(budget.period, now, frame.spec.time_zone)
+        share = planned_share(budget, now, frame.spec.time_zone)
         out.append(
             BudgetStatus(
                 key=budget.key,

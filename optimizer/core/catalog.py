@@ -295,11 +295,16 @@ class BudgetSpec(_Spec):
     period: Literal["day", "week", "month"]
     offer: Key | None = None
     channel: Key | None = None
+    traffic: list[Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
+    """24 weights, one per local hour (00-01 … 23-24): the plan spends the budget as the traffic
+    comes, the same profile every day of the period. Without it the plan is linear in time."""
 
     @model_validator(mode="after")
     def _whole_count(self) -> Self:
         if self.measure == "count" and self.limit != int(self.limit):
             raise ValueError(f"limit: a count budget takes a whole number, got {self.limit:g}")
+        if self.traffic is not None and (len(self.traffic) != 24 or sum(self.traffic) <= 0):
+            raise ValueError("traffic: 24 hourly weights (00-01 … 23-24), not all 0")
         return self
 
     @property

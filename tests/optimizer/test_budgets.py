@@ -160,3 +160,41 @@ def test_a_priced_budget_moves_mass_off_what_spends_it_and_keeps_the_floor() -> 
     assert priced.min() >= 0.1 / len(ACTIONS) - 1e-12
     with pytest.raises(ValueError, match="penalties"):
         policy.distribution(shared("D"), ACTIONS, floor_share=0.1, penalties=np.zeros(3))
+
+
+@given(
+    st.lists(st.floats(0, 10), min_size=24, max_size=24).filter(lambda w: sum(w) > 0),
+    st.sampled_from(["day", "week", "month"]),
+    st.integers(0, 31 * 24 * 60 - 1),
+    st.integers(1, 600),
+)
+def test_a_traffic_plan_only_moves_forward_and_follows_its_weights(
+    weights: list[float], period: str, minute: int, step: int
+) -> None:
+    from optimizer.budgets import planned_share
+
+    budget = BudgetSpec(key="b", limit=10, period=period, traffic=weights)  # type: ignore[arg-type]
+    start = datetime(2026, 12, 1, tzinfo=UTC)  # a Tuesday, first of a month
+    now = start + timedelta(minutes=minute)
+    later = now + timedelta(minutes=step)
+    share = planned_share(budget, now, "UTC")
+    assert 0.0 <= share <= 1.0
+    if period_start(period, later.date()) == period_start(period, now.date()):  # type: ignore[arg-type]
+        assert planned_share(budget, later, "UTC") >= share - 1e-12
+    if weights[now.hour] == 0 and later.hour == now.hour and later.date() == now.date():
+        assert planned_share(budget, later, "UTC") == pytest.approx(share)
+
+
+def test_a_flat_traffic_plan_is_the_linear_plan_and_a_night_without_traffic_plans_nothing() -> None:
+    from optimizer.budgets import planned_share
+
+    flat = BudgetSpec(key="b", limit=10, period="week", traffic=[1.0] * 24)
+    linear = BudgetSpec(key="b", limit=10, period="week")
+    for hours in (0, 5, 17.5, 80, 167):
+        now = datetime(2026, 11, 23, tzinfo=UTC) + timedelta(hours=hours)
+        assert planned_share(flat, now, "UTC") == pytest.approx(planned_share(linear, now, "UTC"))
+    daytime = BudgetSpec(key="b", limit=10, period="day", traffic=[0.0] * 8 + [1.0] * 16)
+    assert planned_share(daytime, datetime(2026, 11, 23, 7, 59, tzinfo=UTC), "UTC") == 0
+    assert planned_share(daytime, datetime(2026, 11, 23, 16, tzinfo=UTC), "UTC") == 0.5
+    with pytest.raises(ValidationError, match="traffic: 24 hourly weights"):
+        BudgetSpec(key="b", limit=10, period="day", traffic=[1.0] * 23)
