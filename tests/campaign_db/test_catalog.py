@@ -506,3 +506,15 @@ def test_cli_refuses_billion_laughs_without_a_traceback(tmp_path: Path) -> None:
     assert str(file) in result.output
     assert "aliases expanded" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_frame_without_budgets_keeps_the_content_it_had_before_budgets_existed() -> None:
+    from campaign_db.catalog import frame_content
+    from optimizer.core.catalog import BudgetSpec
+
+    frame = read_catalog(MINIMAL).frames[0]
+    assert "budgets" not in frame_content(frame)
+    budget = BudgetSpec(key="calls", limit=800, period="day")
+    budgeted = frame.model_copy(update={"budgets": [budget]})
+    assert frame_content(budgeted)["budgets"][0]["limit"] == 800
+    assert FrameSpec.model_validate(frame_content(budgeted)).budgets == [budget]
