@@ -7,8 +7,9 @@ the simulator's true take-rate (an oracle scorer: this measures how the budget i
 not how well a model learns), and each policy picks the best-scoring combination:
 
 - **paced**: the frame's pacing price (`optimizer.budgets.budget_prices` and `price_penalties`,
-  the functions the decision path uses) lowers the score of every free-month combination; the
-  hard stop excludes them once the counter is spent;
+  the functions the decision path uses) lowers the score of every combination the budget
+  counts, with a plan linear in time and with one that follows the arrivals' hourly profile
+  (the budget's `traffic`); the hard stop excludes them once the counter is spent;
 - **fcfs**: no price; free months go to whoever prefers one until the budget is spent;
 - **lp**: the hindsight optimum under the same budget, `scipy.optimize.linprog` over every
   arrival of the week (each customer's best free-month combination against their best other
@@ -37,7 +38,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,16 @@ def simulation(scenario: str, seeds: int, n: int) -> None:
     snapshot = snapshot_with_budget(budget)
     truth = GroundTruth.for_snapshot(snapshot)
     frame = next(f for f in snapshot.frames if f.key == FRAME)
+    # the same budget with a plan that follows the arrivals' daily profile
+    profiled = budget.model_copy(update={"traffic": HOURLY.tolist()})
+    traffic_frame = replace(frame, spec=frame.spec.model_copy(update={"budgets": [profiled]}))
     print(
         f"\n{scenario}: {n:,} arrivals over one week, budget {budget.key} = {limit:,.0f} "
         f"{budget.measure} of {budget.scope} per {budget.period}"
     )
     header = (
         "seed",
+        "plan",
         "paced spend %",
         "fcfs spend %",
         "lp",
@@ -210,32 +215,30 @@ def simulation(scenario: str, seeds: int, n: int) -> None:
         "extra lp/fcfs",
     )
     print(" | ".join(header))
-    ratios: dict[str, list[float]] = {
-        "paced/lp": [],
-        "paced/fcfs": [],
-        "extra paced/fcfs": [],
-        "extra lp/fcfs": [],
-        "paced spend/limit": [],
-    }
+    ratios: dict[str, list[float]] = {}
     for seed in range(seeds):
         started = time.perf_counter()
         week = simulate_week(snapshot, truth, frame, budget, n, seed)
-        paced, paced_spent = run_policy(week, snapshot, frame, limit=limit, paced=True)
         fcfs, fcfs_spent = run_policy(week, snapshot, frame, limit=limit, paced=False)
         lp, none, _ = hindsight_lp(week, limit)
-        extra = (paced - none) / (fcfs - none)
-        ratios["paced/lp"].append(paced / lp)
-        ratios["paced/fcfs"].append(paced / fcfs)
         ceiling = (lp - none) / (fcfs - none)
-        ratios["extra paced/fcfs"].append(extra)
-        ratios["extra lp/fcfs"].append(ceiling)
-        ratios["paced spend/limit"].append(paced_spent / limit)
-        print(
-            f"{seed} | {100 * paced_spent / limit:.2f} | {100 * fcfs_spent / limit:.2f} | "
-            f"{lp:.1f} | {paced:.1f} | {fcfs:.1f} | {none:.1f} | {paced / lp:.4f} | "
-            f"{paced / fcfs:.4f} | {extra:.3f} | {ceiling:.3f}"
-            f"   ({time.perf_counter() - started:.1f} s)"
-        )
+        for plan, planned in (("linear", frame), ("traffic", traffic_frame)):
+            paced, paced_spent = run_policy(week, snapshot, planned, limit=limit, paced=True)
+            extra = (paced - none) / (fcfs - none)
+            for name, value in (
+                ("paced/lp", paced / lp),
+                ("paced/fcfs", paced / fcfs),
+                ("extra paced/fcfs", extra),
+                ("paced spend/limit", paced_spent / limit),
+            ):
+                ratios.setdefault(f"{name} ({plan} plan)", []).append(value)
+            print(
+                f"{seed} | {plan} | {100 * paced_spent / limit:.2f} | "
+                f"{100 * fcfs_spent / limit:.2f} | {lp:.1f} | {paced:.1f} | {fcfs:.1f} | "
+                f"{none:.1f} | {paced / lp:.4f} | {paced / fcfs:.4f} | {extra:.3f} | {ceiling:.3f}"
+            )
+        ratios.setdefault("extra lp/fcfs", []).append(ceiling)
+        print(f"  ({time.perf_counter() - started:.1f} s)")
     for name, values in ratios.items():
         print(f"{name}: min {min(values):.4f}, mean {np.mean(values):.4f}, max {max(values):.4f}")
 
