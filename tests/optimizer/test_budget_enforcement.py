@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import weakref
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -145,7 +146,7 @@ def test_the_next_period_starts_with_a_fresh_budget(day_budget_engine: Engine) -
     assert _spent(engine, "contacts", tomorrow.date()) == sum(a.contact for a in answers) == 5
 
 
-LOADED: set[str] = set()
+LOADED: weakref.WeakSet[Engine] = weakref.WeakSet()
 HYPOTHESIS_LIMIT = 7
 
 
@@ -162,11 +163,10 @@ def test_concurrent_writers_never_take_a_budget_past_its_limit(
 ) -> None:
     """Two services (two replicas) on one database race for one daily budget; each example runs
     on a day of its own, so each starts with a fresh counter."""
-    url = engine_url(engine)
-    if url not in LOADED:
+    if engine not in LOADED:  # once per database: the examples share the test's engine
         budget = BudgetSpec(key="daily", limit=HYPOTHESIS_LIMIT, period="day")
         _load(engine, _budgeted(example_catalog, budget))
-        LOADED.add(url)
+        LOADED.add(engine)
     run = next(RUN)
     day = START + timedelta(days=run)
     ids = _customers(engine, f"hy{run}-", customers)
@@ -259,3 +259,24 @@ def test_a_failed_contact_gives_its_spend_back_once(day_budget_engine: Engine) -
         again = [service.decide(_ask(f"fl-again{i}", c, START)) for i, c in enumerate(ids[9:])]
     assert sum(a.contact for a in again) == 1
     assert _spent(engine, "contacts", START.date()) == 5
+
+
+def test_a_cost_budget_is_never_exceeded_and_counts_the_offer_costs(
+    engine: Engine, example_catalog: CatalogSpec
+) -> None:
+    budget = BudgetSpec(key="incentives", measure="cost", limit=50, period="month")
+    _load(engine, _budgeted(example_catalog, budget))
+    ids = _customers(engine, "co-", 60)
+    services = [_service(engine, 8), _service(engine, 8)]
+    try:
+        futures = [services[i % 2].submit(_ask(f"co-{i}", c, START)) for i, c in enumerate(ids)]
+        answers = [f.result(timeout=60) for f in futures]
+    finally:
+        for service in services:
+            service.close()
+    cost = sum(a.action.offer.cost for a in answers if a.action is not None)
+    spent = _spent(engine, "incentives", date(2026, 11, 1))
+    assert spent == pytest.approx(cost)
+    assert spent <= 50 + 1e-9
+    # free offers never stop: once the money is spent, only they are left
+    assert any(a.action is not None and a.action.offer.cost == 0 for a in answers)
