@@ -86,6 +86,9 @@ def main() -> None:
             f"{a['unsubscribes']} → {b['unsubscribes']}",
             f"{a['lift_capture']:.3f} → {b['lift_capture']:.3f}",
         )
+        console.print(
+            f"seed {seed}: conversions x{ratio:.3f}, unsubscribes -{100 * drop:.1f} %", style="dim"
+        )
     console.print(table)
     console.print(
         f"mean conversion ratio {np.mean(ratios):.3f} (min {min(ratios):.3f}; target ≥ 0.95) · "
