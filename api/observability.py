@@ -44,6 +44,13 @@ POLICY_VERSION = Gauge(
     ["policy", "version"],
     multiprocess_mode="max",
 )
+POLICY_DRIFTING = Gauge(
+    "campopt_policy_drifting",
+    "1 while a serving policy's drift test says what customers do changed and its model has "
+    "not caught up (it explores up to its frame's max_epsilon meanwhile), else 0",
+    ["policy"],
+    multiprocess_mode="max",
+)
 GUARDRAIL = Gauge(
     "campopt_guardrail_value",
     "Live guardrail metrics per frame (from the last monitor run)",
@@ -80,6 +87,11 @@ def set_policy_versions(loaded: dict[str, str]) -> None:
             POLICY_VERSION.labels(policy=name, version=previous).set(0)
         POLICY_VERSION.labels(policy=name, version=version).set(1)
         _served[name] = version
+
+
+def set_policy_drift(drifting: dict[str, bool]) -> None:
+    for name, flag in drifting.items():
+        POLICY_DRIFTING.labels(policy=name).set(1 if flag else 0)
 
 
 class RequestMetrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from api.observability import set_policy_versions
+from api.observability import set_policy_drift, set_policy_versions
 from optimizer.serving import PolicyPool
 
 log = logging.getLogger("campopt.api")
@@ -34,6 +34,7 @@ class PolicyReloader:
                     extra={"policy": name, "version": self._policies.loaded()[name]},
                 )
             set_policy_versions(self._policies.loaded())
+            set_policy_drift(self._policies.drifting())
             self.first_pass.set()
             if self._stop.wait(self._interval):
                 return

@@ -181,6 +181,10 @@ class PolicyPool:
     def loaded(self) -> dict[str, str]:
         return {name: policy.version for name, policy in self._policies.items()}
 
+    def drifting(self) -> dict[str, bool]:
+        """Per loaded policy, whether its drift test says it has not caught up with a change."""
+        return {name: policy.drifting for name, policy in self._policies.items()}
+
     def refresh(self) -> list[str]:
         """Load every policy whose serving version moved; keep the old one on any error."""
         if self._source is None:

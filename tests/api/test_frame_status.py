@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from api.observability import set_policy_drift
 from optimizer.core.values import utcnow
 from optimizer.policy import BanditPolicy
 from tests.optimizer.helpers import serve_churn_decisions
@@ -53,6 +54,8 @@ def test_frame_status_says_when_the_serving_policy_found_drift(client: Any) -> N
     assert drift["drifting"] is True
     assert drift["alarms"] == 1
     assert drift["since_reward"] > 3_000
+    set_policy_drift(services.policies.drifting())
+    assert 'campopt_policy_drifting{policy="churn_prevention"} 1.0' in client.get("/metrics").text
 
 
 def test_frame_status_shows_each_budget_against_its_limit_and_plan(
