@@ -16,6 +16,8 @@ from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp, refuse_nul
 from optimizer.feedback import ConversionReport, EventKind, EventReport
 from optimizer.ports.decisions import LoggedDecision
 from optimizer.ports.feedback import ConversionStatus
+from optimizer.ports.rankings import SlotEventKind
+from optimizer.ranking import MAX_SLOTS, RankingAsk
 
 # --- decisions -------------------------------------------------------------------------------
 
@@ -177,3 +179,57 @@ class RewardResult(BaseModel):
     decision_id: uuid.UUID
     value: float
     status: str
+
+
+# --- rankings for pull channels --------------------------------------------------------------
+
+
+class RankingRequest(BaseModel):
+    """What a web portal or app asks: which offers to show this customer in `slots` slots?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: RequestId = Field(description="idempotency key: a retry returns the same answer")
+    customer_id: CustomerId
+    trigger: BlockKey = Field(description="the frame's trigger, e.g. the page's occasion")
+    channel: BlockKey = Field(description="the pull channel that shows the slots")
+    slots: int = Field(ge=1, le=MAX_SLOTS, description="how many slots the page has (1-20)")
+    exclude_offers: list[BlockKey] = Field(
+        default_factory=list, max_length=64, description="offers not to show"
+    )
+    context: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue],
+        AfterValidator(refuse_nul),
+    ] = Field(default_factory=dict, max_length=32, description="extra context attributes")
+    now: Annotated[Timestamp | None, AfterValidator(check_now)] = Field(
+        default=None, description="ranking time (default: the server clock), as for decisions"
+    )
+
+    def ask(self) -> RankingAsk:
+        return RankingAsk(
+            request_id=self.request_id,
+            customer_id=self.customer_id,
+            trigger=self.trigger,
+            channel=self.channel,
+            slots=self.slots,
+            exclude_offers=tuple(self.exclude_offers),
+            context=self.context,
+            now=self.now,
+        )
+
+
+class SlotEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: IdempotencyKey = Field(description="idempotency key of the event")
+    slot: int = Field(ge=1, le=MAX_SLOTS, description="the slot (1 is the first)")
+    kind: SlotEventKind
+    occurred_at: Timestamp | None = None
+
+
+class SlotEventResult(BaseModel):
+    ranking_id: uuid.UUID
+    slot: int
+    kind: SlotEventKind
+    offer: str
+    duplicate: bool
