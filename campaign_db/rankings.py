@@ -15,9 +15,18 @@ from sqlmodel import Session
 
 from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
-from campaign_db.models import RankingEvent, RankingLog, Reward, SlotReward, chunks, table_of
+from campaign_db.models import (
+    Customer,
+    RankingEvent,
+    RankingLog,
+    Reward,
+    SlotReward,
+    chunks,
+    table_of,
+)
 from optimizer.core.decision import CustomerRecord
 from optimizer.core.values import utcnow
+from optimizer.errors import NotFoundError
 from optimizer.ports.rankings import (
     ClosedSlot,
     DueSlot,
@@ -32,6 +41,7 @@ _log = table_of(RankingLog)
 _events = table_of(RankingEvent)
 _slots = table_of(SlotReward)
 _rewards = table_of(Reward)
+_customers = table_of(Customer)
 
 _CLOSE = (
     update(_slots)
@@ -140,6 +150,8 @@ class SqlRankingStore:
         try:
             with session_scope(self.engine, write=True) as session:
                 connection = session.connection()
+                if not _customer_exists(session, e.customer_id):  # erased meanwhile
+                    raise NotFoundError("customer_id", f"unknown customer {e.customer_id!r}")
                 connection.execute(_log.insert(), [row])
                 if rewards:
                     connection.execute(_slots.insert(), rewards)
@@ -247,6 +259,15 @@ def _still_pending(session: Session, closed: Sequence[ClosedSlot]) -> set[tuple[
             statement = statement.with_for_update()
         found.update((r, int(s)) for r, s in session.execute(statement).all())
     return found
+
+
+def _customer_exists(session: Session, customer_id: str) -> bool:
+    """Whether the customer exists; on PostgreSQL shares the row lock that an erasure takes, so
+    that a ranking never logs the id of a customer erased in the same moment."""
+    query = select(_customers.c.id).where(_customers.c.id == customer_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return session.execute(query).first() is not None
 
 
 def _json_response(response: str) -> Any:

@@ -193,6 +193,48 @@ def test_the_online_learner_learns_every_slot_once(client: TestClient) -> None:
     assert learner.run_until_caught_up() == 3
     assert learner.run_until_caught_up() == 0
     learner.checkpoint()
-    assert services.policies.policy_for(
-        next(f for f in services.catalog.current()[0].frames if f.key == "upsell")
-    ).examples_learned == 3
+    assert (
+        services.policies.policy_for(
+            next(f for f in services.catalog.current()[0].frames if f.key == "upsell")
+        ).examples_learned
+        == 3
+    )
+
+
+def test_erasure_pseudonymises_rankings_and_retention_purges_them(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    from campaign_db.models import RankingEvent
+    from campaign_db.privacy import purge_before
+
+    person = customer(client, "erase-")
+    ranking = rank(client, "erase-page", person).json()
+    url = f"/v1/rankings/{ranking['ranking_id']}/events"
+    assert client.post(url, json={"event_id": "e1", "slot": 1, "kind": "click"}).status_code == 200
+    alias = client.delete(f"/v1/customers/{person}").json()["pseudonym"]
+    with session_scope(loaded_engine) as session:
+        row = session.exec(select(RankingLog)).one()
+        event = session.exec(select(RankingEvent)).one()
+    assert row.customer_id == event.customer_id == alias
+    assert person not in str(row.response)
+    assert rank(client, "erase-again", person).status_code == 404
+
+    with session_scope(loaded_engine, write=True) as session:
+        purge_before(
+            session,
+            logs_before=datetime(2100, 1, 1, tzinfo=UTC),
+            audit_before=datetime(2000, 1, 1, tzinfo=UTC),
+        )
+    assert count(loaded_engine, RankingLog) == count(loaded_engine, SlotReward) == 0
+    assert count(loaded_engine, RankingEvent) == 0
+
+
+def test_a_holdout_customer_is_shown_no_offers_of_the_frame(client: TestClient) -> None:
+    from optimizer.eligibility import in_holdout
+
+    i = 0
+    while not in_holdout(f"held-{i}", salt="upsell", share=0.10):
+        i += 1
+    add_customer(client, f"held-{i}", health_class="A")
+    body = rank(client, "held", f"held-{i}").json()
+    assert body["reason"] == "holdout" and body["slots"] == []

@@ -36,7 +36,9 @@ def combos(offers: int, texts: int = 2) -> list[Combination]:
     out = []
     for o, t in itertools.product(range(offers), range(texts)):
         line = f"|o offer{o} |x text{t}"
-        out.append(Combination(o * texts + t + 1, f"o{o}", f"t{o}_{t}", "web", "now", ("", ""), line))
+        out.append(
+            Combination(o * texts + t + 1, f"o{o}", f"t{o}_{t}", "web", "now", ("", ""), line)
+        )
     return out
 
 
