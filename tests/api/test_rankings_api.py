@@ -237,4 +237,5 @@ def test_a_holdout_customer_is_shown_no_offers_of_the_frame(client: TestClient) 
         i += 1
     add_customer(client, f"held-{i}", health_class="A")
     body = rank(client, "held", f"held-{i}").json()
-    assert body["reason"] == "holdout" and body["slots"] == []
+    assert body["reason"] == "holdout"
+    assert body["slots"] == []

@@ -101,7 +101,9 @@ def test_a_forced_offer_takes_the_first_slot_with_probability_one() -> None:
     picks = rank_slots(
         candidates, slots=3, distribution=skewed, ranking_id=uuid.uuid4(), forced=[6]
     )
-    assert picks[0].action_id == 6 and picks[0].forced and picks[0].probability == 1.0
+    assert picks[0].action_id == 6
+    assert picks[0].forced
+    assert picks[0].probability == 1.0
     assert all(p.offer != "o2" for p in picks[1:])  # action 6 is offer o2
     assert not any(p.forced for p in picks[1:])
     # a forced action that is not a candidate (no consent, excluded, capped) is left out
@@ -178,7 +180,8 @@ def test_impression_limits_take_an_offer_out_of_the_page(snapshot: CatalogSnapsh
     capped = replace(snapshot, frames=frames)
     result = plan(capped, record(customer_id()), slots=4, impressions={"family_plan": 2})
     offers = [s.offer.key for s in result.answer.slots]
-    assert "family_plan" not in offers and len(offers) == 3
+    assert "family_plan" not in offers
+    assert len(offers) == 3
     assert "impression limit reached: 2 of 2" in result.answer.excluded["offer:family_plan"]
 
 
