@@ -9,15 +9,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from optimizer.answers import DecisionAnswer
-from optimizer.core.catalog import KEY_PATTERN
+from optimizer.answers import DecisionAnswer, OfferAnswer
+from optimizer.core.catalog import KEY_PATTERN, CatalogSnapshot
 from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp, refuse_nul
 from optimizer.feedback import ConversionReport, EventKind, EventReport
 from optimizer.ports.decisions import LoggedDecision
 from optimizer.ports.feedback import ConversionStatus
 from optimizer.ports.rankings import SlotEventKind
-from optimizer.ranking import MAX_SLOTS, RankingAsk
+from optimizer.ranking import MAX_SLOTS, Mirrored, RankingAsk
 
 # --- decisions -------------------------------------------------------------------------------
 
@@ -233,3 +233,47 @@ class SlotEventResult(BaseModel):
     kind: SlotEventKind
     offer: str
     duplicate: bool
+
+
+class MirroredOffer(BaseModel):
+    decision_id: uuid.UUID = Field(description="the push decision whose offer is mirrored")
+    frame: str
+    offer: OfferAnswer
+    text: str
+    channels: list[str] = Field(description="the pull channels it is shown in")
+    since: datetime
+    until: datetime
+
+
+class MirroredOffers(BaseModel):
+    customer_id: str
+    offers: list[MirroredOffer]
+
+    @classmethod
+    def of(
+        cls, customer_id: str, mirrors: list[Mirrored], snapshot: CatalogSnapshot
+    ) -> MirroredOffers:
+        offers = []
+        for m in mirrors:
+            offer = snapshot.offers.get(m.offer)
+            if offer is None:  # gone from the catalog since
+                continue
+            offers.append(
+                MirroredOffer(
+                    decision_id=m.decision_id,
+                    frame=m.frame_key,
+                    offer=OfferAnswer(
+                        key=offer.key,
+                        name=offer.name,
+                        kind=offer.kind.value,
+                        cost=offer.cost,
+                        value=offer.value,
+                        currency=offer.currency,
+                    ),
+                    text=m.text,
+                    channels=list(m.channels),
+                    since=m.since,
+                    until=m.until,
+                )
+            )
+        return cls(customer_id=customer_id, offers=offers)

@@ -16,7 +16,10 @@ from sqlmodel import Session
 from campaign_db.decisions import SqlDecisionStore
 from campaign_db.engine import session_scope
 from campaign_db.models import (
+    Action,
+    ContactHistory,
     Customer,
+    DecisionLog,
     RankingEvent,
     RankingLog,
     Reward,
@@ -26,10 +29,11 @@ from campaign_db.models import (
 )
 from optimizer.core.decision import CustomerRecord
 from optimizer.core.values import utcnow
-from optimizer.errors import NotFoundError
+from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.rankings import (
     ClosedSlot,
     DueSlot,
+    PushedOffer,
     RankingWrite,
     RequestTakenError,
     SlotEvent,
@@ -42,6 +46,9 @@ _events = table_of(RankingEvent)
 _slots = table_of(SlotReward)
 _rewards = table_of(Reward)
 _customers = table_of(Customer)
+_contacts = table_of(ContactHistory)
+_decisions = table_of(DecisionLog)
+_actions = table_of(Action)
 
 _CLOSE = (
     update(_slots)
@@ -102,6 +109,36 @@ class SqlRankingStore:
     def read_customer(self, customer_id: str) -> CustomerRecord | None:
         return self._customers.read_customers([customer_id], utcnow()).get(customer_id)
 
+    def pushed_offers(self, customer_id: str, *, since: datetime) -> list[PushedOffer]:
+        query = (
+            select(
+                _contacts.c.decision_id,
+                _contacts.c.frame_key,
+                _actions.c.offer_key,
+                _actions.c.text_key,
+                _contacts.c.channel_key,
+                _contacts.c.send_at,
+            )
+            .select_from(
+                _contacts.join(_decisions, _decisions.c.id == _contacts.c.decision_id).join(
+                    _actions, _actions.c.id == _decisions.c.chosen_action_id
+                )
+            )
+            .where(
+                _contacts.c.customer_id == customer_id,
+                _contacts.c.send_at >= since,
+                _contacts.c.status.not_in(("failed", "cancelled")),
+                _actions.c.offer_key.is_not(None),
+            )
+            .order_by(_contacts.c.send_at)
+        )
+        with session_scope(self.engine) as session:
+            rows = session.execute(query).all()
+        return [
+            PushedOffer(decision, frame, str(offer), str(text), channel, send_at)
+            for decision, frame, offer, text, channel, send_at in rows
+        ]
+
     def impressions(self, customer_id: str, *, channel: str, since: datetime) -> dict[str, int]:
         query = (
             select(_events.c.offer_key, func.count())
@@ -151,7 +188,7 @@ class SqlRankingStore:
             with session_scope(self.engine, write=True) as session:
                 connection = session.connection()
                 if not _customer_exists(session, e.customer_id):  # erased meanwhile
-                    raise NotFoundError("customer_id", f"unknown customer {e.customer_id!r}")
+                    raise UnknownCustomerError(e.customer_id)
                 connection.execute(_log.insert(), [row])
                 if rewards:
                     connection.execute(_slots.insert(), rewards)

@@ -25,13 +25,13 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from optimizer.answers import FrameRef, OfferAnswer, PolicyRef, TextAnswer
-from optimizer.core.catalog import CatalogSnapshot, FrameVersion
+from optimizer.core.catalog import CatalogSnapshot, FrameVersion, action_signature
 from optimizer.core.decision import CustomerRecord, CustomerState
 from optimizer.core.values import ChannelKind, SendTimeKind
 from optimizer.eligibility import Combination, choose_frame, in_holdout, local_now
-from optimizer.features import context_snapshot, shared_line
+from optimizer.features import action_line, context_snapshot, shared_line
 from optimizer.policy import BanditPolicy, sample_index
-from optimizer.ports.rankings import RankingEntry, RankingWrite, SlotLog
+from optimizer.ports.rankings import PushedOffer, RankingEntry, RankingWrite, SlotLog
 
 MAX_SLOTS = 20
 SLOT_REWARD_HOURS = 24
@@ -59,11 +59,77 @@ class RankingAsk:
 
 @dataclass(frozen=True)
 class Mirrored:
-    """A push contact's offer mirrored into this pull channel until `until`."""
+    """A push contact's offer mirrored into pull channels from `since` until `until`."""
 
     decision_id: uuid.UUID
-    action_id: int
+    frame_key: str
+    offer: str
+    text: str
+    channels: tuple[str, ...]
+    since: datetime
     until: datetime
+
+
+def active_mirrors(
+    pushed: Sequence[PushedOffer], snapshot: CatalogSnapshot, *, now: datetime
+) -> list[Mirrored]:
+    """The mirrors active at `now`, newest contact first: a contact mirrors from its send time
+    for the days its frame's `mirror` says (as the frame serves now; no mirror, no mirroring)."""
+    frames = {f.key: f for f in snapshot.frames}
+    out = []
+    for p in pushed:
+        frame = frames.get(p.frame_key)
+        mirror = frame.spec.mirror if frame is not None else None
+        if mirror is None:
+            continue
+        until = p.send_at + timedelta(days=mirror.days)
+        if p.send_at <= now < until:
+            out.append(
+                Mirrored(
+                    p.decision_id,
+                    p.frame_key,
+                    p.offer,
+                    p.text,
+                    tuple(mirror.channels),
+                    p.send_at,
+                    until,
+                )
+            )
+    return sorted(out, key=lambda m: m.since, reverse=True)
+
+
+def mirrored_combination(
+    snapshot: CatalogSnapshot, mirrored: Mirrored, *, channel: str, language: str
+) -> Combination | None:
+    """The combination that shows a mirrored offer on `channel`: its text where the text fits
+    the channel, else the offer's first text in the customer's language that does."""
+    frame = next((f for f in snapshot.frames if f.key == mirrored.frame_key), None)
+    if frame is None or channel not in mirrored.channels:
+        return None
+    texts = [snapshot.texts[mirrored.text]] if mirrored.text in snapshot.texts else []
+    texts += snapshot.texts_for(mirrored.offer, language)
+    text = next((t for t in texts if channel in t.channels), None)
+    if text is None:
+        return None
+    send_time = _pull_send_time(snapshot, frame)
+    signature = action_signature(mirrored.offer, text.key, channel, send_time)
+    action_id = snapshot.actions.get(signature)
+    if action_id is None:
+        return None
+    line = action_line(
+        snapshot, offer=mirrored.offer, text=text.key, channel=channel, send_time=send_time
+    )
+    return Combination(
+        action_id, mirrored.offer, text.key, channel, send_time, (channel, send_time), line
+    )
+
+
+def _pull_send_time(snapshot: CatalogSnapshot, frame: FrameVersion) -> str:
+    """On a page a send time means nothing: the frame's first immediate send time stands for
+    all (its first send time if none is immediate)."""
+    times = frame.spec.send_times
+    immediate = [k for k in times if snapshot.send_times[k].kind is SendTimeKind.immediate]
+    return (immediate or list(times))[0]
 
 
 class SlotAnswer(BaseModel):
@@ -148,10 +214,7 @@ def pull_candidates(
     if channel not in customer.consented_channels:
         trace[f"channel:{channel}"] = "no consent"
         return [], trace
-    immediate = [
-        k for k in spec.send_times if snapshot.send_times[k].kind is SendTimeKind.immediate
-    ]
-    send_time = (immediate or list(spec.send_times))[0]
+    send_time = _pull_send_time(snapshot, frame)
     limit = spec.contact_policy.impression_limits.get(channel)
     excluded = set(exclude_offers)
     out: list[Combination] = []
@@ -190,29 +253,25 @@ def rank_slots(
     slots: int,
     distribution: Distribution,
     ranking_id: uuid.UUID,
-    forced: Sequence[int] = (),
+    forced: Sequence[Combination] = (),
 ) -> list[SlotLog]:
     """Pick up to `slots` combinations with distinct offers, slot by slot.
 
-    `forced` action ids (mirrored offers, in order) fill the first slots with probability 1;
+    `forced` combinations (mirrored offers, in order) fill the first slots with probability 1;
     every later slot draws from what is left, its probability conditional on the slots before.
     """
     left = list(candidates)
     picks: list[SlotLog] = []
-    by_id = {c.action_id: c for c in candidates}
-    for action_id in forced:
-        if len(picks) == slots:
-            break
-        chosen = by_id.get(action_id)
-        if chosen is None or not any(c.action_id == action_id for c in left):
+    for chosen in forced:
+        if len(picks) == slots or any(p.offer == chosen.offer for p in picks):
             continue
         picks.append(
             SlotLog(
                 slot=len(picks) + 1,
-                action_id=action_id,
+                action_id=chosen.action_id,
                 offer=chosen.offer,
                 text=chosen.text,
-                candidate_action_ids=(action_id,),
+                candidate_action_ids=(chosen.action_id,),
                 probabilities=(1.0,),
                 probability=1.0,
                 seed=0,
@@ -353,20 +412,31 @@ def plan_ranking(
         frame_version=frame.version,
     )
     answer = answer.model_copy(update={"frame": frame_ref})
-    if not candidates:
-        return done(answer.model_copy(update={"excluded": trace}), entry)
-    if in_holdout(profile.id, salt=frame.key, share=frame.spec.holdout_share):
-        return done(answer.model_copy(update={"reason": "holdout"}), entry)
-
+    excluded_offers = set(ask.exclude_offers)
+    consented = ask.channel in customer.consented_channels
+    forced = [
+        combination
+        for m in mirrored
+        if consented and m.since <= now < m.until and m.offer not in excluded_offers
+        for combination in [
+            mirrored_combination(snapshot, m, channel=ask.channel, language=customer.language)
+        ]
+        if combination is not None
+    ]
+    reason = "policy"
     version = policy.version
-    if snapshot.modes.get(frame.key) == "safe":
+    if in_holdout(profile.id, salt=frame.key, share=frame.spec.holdout_share):
+        reason, candidates = "holdout", []  # the frame shows nothing; mirrors still show
+    elif snapshot.modes.get(frame.key) == "safe":
         default = frame.spec.safe_default
         safe = default.offer if default is not None else None
         candidates = [c for c in candidates if c.offer == safe]
         version = SAFE_MODE_VERSION
         if not candidates:
-            excluded = {"frame": "safe mode after a guardrail breach: nothing to show"}
-            return done(answer.model_copy(update={"excluded": excluded}), entry)
+            trace = {**trace, "frame": "safe mode after a guardrail breach: nothing to show"}
+    if not candidates and not forced:
+        reason = "holdout" if reason == "holdout" else "nothing_eligible"
+        return done(answer.model_copy(update={"reason": reason, "excluded": trace}), entry)
 
     floor = policy.spec.floor_share(frame.spec.exploration)
 
@@ -375,23 +445,22 @@ def plan_ranking(
             return np.full(len(lines), 1.0 / len(lines))
         return policy.distribution(shared_line({**context, "slot": slot}), lines, floor_share=floor)
 
-    active = sorted((m for m in mirrored if m.until > now), key=lambda m: m.until)
     picks = rank_slots(
         candidates,
         slots=ask.slots,
         distribution=distribution,
         ranking_id=ranking_id,
-        forced=[m.action_id for m in active],
+        forced=forced,
     )
     policy_ref = PolicyRef(name=policy.name, version=version)
     entry = _replace(entry, slots=tuple(picks), policy_name=policy.name, policy_version=version)
     answer = answer.model_copy(
         update={
-            "reason": "policy",
+            "reason": reason,
             "policy": policy_ref,
             "slots": [slot_answer(snapshot, p, ask.channel) for p in picks],
             # fewer slots than asked: say what left the others empty
-            "excluded": trace if len(picks) < ask.slots else {},
+            "excluded": trace if len(picks) < ask.slots and reason == "policy" else {},
         }
     )
     return done(answer, entry)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from optimizer.core.values import IdSource, clock_id, utcnow
 from optimizer.decision_writer import CatalogView, PolicyView
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
+from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.rankings import (
     ClosedSlot,
     DueSlot,
@@ -27,8 +28,10 @@ from optimizer.ports.rankings import (
 )
 from optimizer.ranking import (
     MAX_SLOTS,
+    Mirrored,
     RankingAnswer,
     RankingAsk,
+    active_mirrors,
     plan_ranking,
     ranking_digest,
 )
@@ -108,6 +111,7 @@ class RankingService:
             impressions = self.store.impressions(
                 ask.customer_id, channel=ask.channel, since=now - timedelta(days=days)
             )
+        mirrored = self._mirrors(ask.customer_id, now)
         plan = plan_ranking(
             ask,
             now=now,
@@ -117,15 +121,32 @@ class RankingService:
             combinations=self.catalog.combinations,
             ranking_id=self.ids(now),
             impressions=impressions,
+            mirrored=mirrored,
         )
         try:
             self.store.write(plan.write)
+        except UnknownCustomerError:
+            raise NotFoundError("customer_id", f"unknown customer {ask.customer_id!r}") from None
         except RequestTakenError:
             stored = self.store.stored_request(ask.request_id)
             if stored is None:  # pragma: no cover - the unique constraint just said it exists
                 raise ConflictError("request_id", "conflicting concurrent request") from None
             return _repeat(stored, ask)
         return plan.answer
+
+    def _mirrors(self, customer_id: str, now: datetime) -> list[Mirrored]:
+        snapshot, _ = self.catalog.current()
+        days = max((f.spec.mirror.days for f in snapshot.frames if f.spec.mirror), default=0)
+        if not days:
+            return []
+        pushed = self.store.pushed_offers(customer_id, since=now - timedelta(days=days))
+        return active_mirrors(pushed, snapshot, now=now)
+
+    def offers(self, customer_id: str, *, now: datetime | None = None) -> list[Mirrored]:
+        """The customer's push offers mirrored into pull channels now, newest first."""
+        if self.store.read_customer(customer_id) is None:
+            raise NotFoundError("customer_id", f"unknown customer {customer_id!r}")
+        return self._mirrors(customer_id, (now or self.clock()).astimezone(UTC))
 
     def record_event(
         self,

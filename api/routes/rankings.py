@@ -1,4 +1,4 @@
-"""POST /v1/rankings and the feedback of a ranking's slots."""
+"""POST /v1/rankings, the feedback of a ranking's slots, and a customer's mirrored offers."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from fastapi.responses import Response
 from api.auth import DecideKey, FeedbackKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from api.schemas import RankingRequest, SlotEventIn, SlotEventResult
+from api.routes.customers import CustomerIdPath
+from api.schemas import (
+    MirroredOffers,
+    RankingRequest,
+    SlotEventIn,
+    SlotEventResult,
+)
 from optimizer.ranking import RankingAnswer
 
-router = APIRouter(prefix="/v1/rankings", tags=["rankings"])
+router = APIRouter(tags=["rankings"])
 
 
-@router.post("", response_model=RankingAnswer, responses=ERROR_RESPONSES)
+@router.post("/v1/rankings", response_model=RankingAnswer, responses=ERROR_RESPONSES)
 def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -> Response:
     """The offers to show in the slots of a page or app screen, in slot order.
 
@@ -30,7 +36,9 @@ def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -> Resp
     return Response(content=answer.model_dump_json(), media_type="application/json")
 
 
-@router.post("/{ranking_id}/events", response_model=SlotEventResult, responses=ERROR_RESPONSES)
+@router.post(
+    "/v1/rankings/{ranking_id}/events", response_model=SlotEventResult, responses=ERROR_RESPONSES
+)
 def post_slot_event(
     _key: FeedbackKey, ranking_id: uuid.UUID, event: SlotEventIn, services: ServicesDep
 ) -> SlotEventResult:
@@ -48,3 +56,15 @@ def post_slot_event(
     return SlotEventResult(
         ranking_id=e.ranking_id, slot=e.slot, kind=e.kind, offer=e.offer, duplicate=result.duplicate
     )
+
+
+@router.get(
+    "/v1/customers/{customer_id}/offers", response_model=MirroredOffers, responses=ERROR_RESPONSES
+)
+def mirrored_offers(
+    _key: DecideKey, customer_id: CustomerIdPath, services: ServicesDep
+) -> MirroredOffers:
+    """The push offers mirrored into pull channels for this customer now, newest first: a
+    frame's `mirror` shows a contact's offer there from its send time for the days it says."""
+    snapshot, _ = services.catalog.current()
+    return MirroredOffers.of(customer_id, services.rankings.offers(customer_id), snapshot)

@@ -292,6 +292,13 @@ class SafeDefaultSpec(_Spec):
     send_time: Key | None = None
 
 
+class MirrorSpec(_Spec):
+    """A push contact's offer shown in these pull channels for `days` after it is sent."""
+
+    channels: list[Key] = Field(min_length=1)
+    days: int = Field(ge=1, le=90)
+
+
 class FrameSpec(_Spec):
     """One campaign's approved envelope.
 
@@ -319,6 +326,8 @@ class FrameSpec(_Spec):
     holdout_share: float = Field(default=0.05, ge=0.0, le=0.5)
     attribution: AttributionSpec = AttributionSpec()
     safe_default: SafeDefaultSpec | None = None
+    mirror: MirrorSpec | None = None
+    """Where and how long a push contact of this frame is mirrored into pull channels."""
     policy: PolicySpec | None = None
     """The frame's own policy settings; unnamed settings take the frame's key as the name."""
     approval: ApprovalSpec | None = None
@@ -468,6 +477,22 @@ def cross_check(catalog: CatalogSpec) -> list[tuple[Loc, str]]:
                         f"impression limit for push channel {channel_key!r} (use channel_limits)",
                     )
                 )
+        for j, channel_key in enumerate(frame.mirror.channels if frame.mirror else []):
+            block = index["channels"].get(channel_key)
+            if channel_key not in frame.channels:
+                problems.append(
+                    (
+                        ("frames", i, "mirror", "channels", j),
+                        f"mirror channel {channel_key!r} is not a channel of the frame",
+                    )
+                )
+            elif block is not None and block.kind is not ChannelKind.pull:
+                problems.append(
+                    (
+                        ("frames", i, "mirror", "channels", j),
+                        f"mirror channel {channel_key!r} is a push channel (mirror into pull)",
+                    )
+                )
         for channel_key in frame.contact_policy.channel_limits:
             if channel_key not in frame.channels:
                 problems.append(
@@ -602,6 +627,12 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
             old.attribution.model_dump(mode="json"),
             new.attribution.model_dump(mode="json"),
         )
+    if new.mirror is not None and (
+        old.mirror is None
+        or new.mirror.days > old.mirror.days
+        or set(new.mirror.channels) - set(old.mirror.channels)
+    ):
+        more("mirror", old.mirror, new.mirror)
     if new.safe_default != old.safe_default:
         more("safe_default", old.safe_default, new.safe_default)
     return out

@@ -21,6 +21,18 @@ class RequestTakenError(Exception):
 
 
 @dataclass(frozen=True)
+class PushedOffer:
+    """A push contact as sent (or about to be): what a frame's `mirror` may show elsewhere."""
+
+    decision_id: uuid.UUID
+    frame_key: str
+    offer: str
+    text: str
+    channel: str
+    send_at: datetime
+
+
+@dataclass(frozen=True)
 class SlotLog:
     """One slot of a ranking as logged: the candidates left for it, the distribution it was
     drawn from, the pick and its probability given the slots before; `forced` for a mirrored
@@ -151,13 +163,19 @@ class RankingStore(Protocol):
         """Profile and granted consents (the contact history does not matter to a ranking)."""
         ...
 
+    def pushed_offers(self, customer_id: str, *, since: datetime) -> list[PushedOffer]:
+        """The customer's push contacts sending at or after `since` that were not cancelled
+        or failed, with the offer and text each decision chose."""
+        ...
+
     def impressions(self, customer_id: str, *, channel: str, since: datetime) -> dict[str, int]:
         """Impressions per offer shown to the customer on `channel` since `since`."""
         ...
 
     def write(self, write: RankingWrite) -> None:
         """Log the ranking and its pending slot rewards in one transaction; a request id
-        already logged raises `RequestTakenError` and writes nothing."""
+        already logged raises `RequestTakenError`, a customer gone meanwhile (erased)
+        `UnknownCustomerError`, and either writes nothing."""
         ...
 
     def stored_request(self, request_id: str) -> StoredRanking | None: ...

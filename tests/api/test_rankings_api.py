@@ -239,3 +239,53 @@ def test_a_holdout_customer_is_shown_no_offers_of_the_frame(client: TestClient) 
     body = rank(client, "held", f"held-{i}").json()
     assert body["reason"] == "holdout"
     assert body["slots"] == []
+
+
+def test_a_push_offer_is_mirrored_first_on_the_portal_and_listed_for_the_customer(
+    client: TestClient,
+) -> None:
+    customer_id = customer(client, "mirror-")
+    assert client.get(f"/v1/customers/{customer_id}/offers").json()["offers"] == []
+    push: dict[str, Any] = {}
+    for attempt in range(20):
+        body = {
+            "request_id": f"mail-{attempt}",
+            "customer_id": customer_id,
+            "trigger": TRIGGER,
+            "channels": ["email"],
+            "now": NOW,
+        }
+        push = client.post("/v1/decisions", json=body).json()
+        if push["contact"]:
+            break
+    assert push["contact"], push
+    offer = push["action"]["offer"]["key"]
+    sent = datetime.fromisoformat(push["action"]["send_time"]["send_at"]).astimezone(UTC)
+
+    later = (sent + timedelta(hours=1)).isoformat()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    (mirror,) = services.rankings.offers(customer_id, now=sent + timedelta(hours=1))
+    assert str(mirror.decision_id) == push["decision_id"]
+    assert mirror.until == sent + timedelta(days=14)
+    assert mirror.channels == ("web_portal", "app_inbox")
+    assert services.rankings.offers(customer_id, now=sent - timedelta(hours=1)) == []
+    ranking = rank(client, "after-mail", customer_id, now=later).json()
+    first = ranking["slots"][0]
+    assert first["offer"]["key"] == offer
+    assert first["forced"] is True
+    assert first["probability"] == 1.0
+    assert first["channel"] == "web_portal"
+    assert len({s["offer"]["key"] for s in ranking["slots"]}) == 3
+    assert not any(s["forced"] for s in ranking["slots"][1:])
+
+    expired = (sent + timedelta(days=14, hours=1)).isoformat()
+    after = rank(client, "after-mirror", customer_id, now=expired).json()
+    assert not any(s["forced"] for s in after["slots"])
+    excluded = rank(client, "excluded-mirror", customer_id, now=later, exclude_offers=[offer])
+    assert offer not in {s["offer"]["key"] for s in excluded.json()["slots"]}
+
+
+def test_mirrored_offers_of_an_unknown_customer_are_a_404_naming_it(client: TestClient) -> None:
+    response = client.get("/v1/customers/nobody/offers")
+    assert response.status_code == 404
+    assert response.json()["problems"][0]["field"] == "customer_id"

@@ -98,19 +98,21 @@ def test_the_product_of_slot_probabilities_is_a_distribution_over_rankings() -> 
 
 def test_a_forced_offer_takes_the_first_slot_with_probability_one() -> None:
     candidates = combos(5)
+    mirrored = candidates[5]  # offer o2
     picks = rank_slots(
-        candidates, slots=3, distribution=skewed, ranking_id=uuid.uuid4(), forced=[6]
+        candidates, slots=3, distribution=skewed, ranking_id=uuid.uuid4(), forced=[mirrored]
     )
-    assert picks[0].action_id == 6
+    assert picks[0].action_id == mirrored.action_id
     assert picks[0].forced
     assert picks[0].probability == 1.0
-    assert all(p.offer != "o2" for p in picks[1:])  # action 6 is offer o2
+    assert picks[0].candidate_action_ids == (mirrored.action_id,)
+    assert all(p.offer != "o2" for p in picks[1:])
     assert not any(p.forced for p in picks[1:])
-    # a forced action that is not a candidate (no consent, excluded, capped) is left out
+    # two mirrors of one offer take one slot; no more slots than asked
     picks = rank_slots(
-        candidates, slots=3, distribution=skewed, ranking_id=uuid.uuid4(), forced=[999]
+        candidates, slots=1, distribution=skewed, ranking_id=uuid.uuid4(), forced=[mirrored] * 2
     )
-    assert not any(p.forced for p in picks)
+    assert [p.action_id for p in picks] == [mirrored.action_id]
 
 
 # --- the planner on the example catalog ------------------------------------------------------
@@ -188,13 +190,21 @@ def test_impression_limits_take_an_offer_out_of_the_page(snapshot: CatalogSnapsh
 def test_a_mirrored_offer_is_logged_as_a_forced_first_slot(snapshot: CatalogSnapshot) -> None:
     base = plan(snapshot, record(customer_id()))
     last = base.write.entry.slots[-1]
-    mirrored = Mirrored(uuid.uuid4(), last.action_id, NOW + timedelta(days=3))
-    expired = Mirrored(uuid.uuid4(), base.write.entry.slots[0].action_id, NOW - timedelta(days=1))
-    result = plan(snapshot, record(customer_id()), mirrored=[expired, mirrored])
+    first_shown = base.write.entry.slots[0]
+    channels = ("web_portal", "app_inbox")
+
+    def mirror(offer: str, text: str, since: datetime) -> Mirrored:
+        until = since + timedelta(days=14)
+        return Mirrored(uuid.uuid4(), "upsell", offer, text, channels, since, until)
+
+    active = mirror(last.offer, last.text, NOW - timedelta(days=1))
+    expired = mirror(first_shown.offer, first_shown.text, NOW - timedelta(days=20))
+    result = plan(snapshot, record(customer_id()), mirrored=[active, expired])
     first = result.write.entry.slots[0]
     assert (first.action_id, first.probability, first.forced) == (last.action_id, 1.0, True)
     assert result.answer.slots[0].forced is True
     assert sum(s.forced for s in result.write.entry.slots) == 1
+    assert len({s.offer for s in result.write.entry.slots}) == 3
 
 
 def test_slot_is_a_feature_crossed_with_the_offer_only_for_rankings() -> None:
@@ -231,3 +241,43 @@ def test_loosening_an_impression_limit_is_a_widening(example_catalog: CatalogSpe
     assert frame_widenings(two, with_limit(ImpressionLimit(same_offer=1))) == []
     assert frame_widenings(two, with_limit(ImpressionLimit(same_offer=3)))
     assert frame_widenings(two, with_limit(None))
+
+
+def test_mirrors_are_active_from_the_send_time_for_the_frames_days(
+    snapshot: CatalogSnapshot,
+) -> None:
+    from optimizer.ports.rankings import PushedOffer
+    from optimizer.ranking import active_mirrors, mirrored_combination
+
+    sent = NOW + timedelta(hours=2)
+    text = "upgrade_trial_short_friendly_en"
+    pushed = [
+        PushedOffer(uuid.UUID(int=1), "upsell", "upgrade_trial", text, "app_push", sent),
+        PushedOffer(uuid.UUID(int=2), "churn_prevention", "free_month", "x", "email", sent),
+    ]
+    assert active_mirrors(pushed, snapshot, now=NOW) == []
+    (mirror,) = active_mirrors(pushed, snapshot, now=sent)  # churn_prevention mirrors nothing
+    assert mirror.until == sent + timedelta(days=14)
+    assert active_mirrors(pushed, snapshot, now=mirror.until) == []
+    shown = mirrored_combination(snapshot, mirror, channel="web_portal", language="en")
+    assert shown is not None
+    assert shown.offer == "upgrade_trial"
+    assert shown.channel == "web_portal"
+    assert "web_portal" in snapshot.texts[shown.text].channels  # a text that fits the portal
+    assert mirrored_combination(snapshot, mirror, channel="email", language="en") is None
+
+
+def test_a_mirror_into_a_push_channel_or_a_foreign_channel_is_refused(
+    example_catalog: CatalogSpec,
+) -> None:
+    from optimizer.core.catalog import MirrorSpec
+
+    frames = [
+        f.model_copy(update={"mirror": MirrorSpec(channels=["email", "letter"], days=3)})
+        if f.key == "upsell"
+        else f
+        for f in example_catalog.frames
+    ]
+    problems = [m for _, m in cross_check(example_catalog.model_copy(update={"frames": frames}))]
+    assert any("'email' is a push channel" in m for m in problems)
+    assert any("'letter' is not a channel of the frame" in m for m in problems)
