@@ -141,6 +141,7 @@ class Container:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.decisions.close()
+        self.rankings.close()
         self.reloader.stop()
         self.checkpointer.stop()
         self.checkpointer.checkpoint()

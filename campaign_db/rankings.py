@@ -154,48 +154,37 @@ class SqlRankingStore:
             return {str(offer): int(n) for offer, n in session.execute(query).all()}
 
     def write(self, write: RankingWrite) -> None:
-        e = write.entry
-        row = {
-            "id": e.id,
-            "request_id": e.request_id,
-            "created_at": e.created_at,
-            "customer_id": e.customer_id,
-            "trigger_key": e.trigger,
-            "channel_key": e.channel,
-            "frame_key": e.frame_key,
-            "frame_version": e.frame_version,
-            "catalog_revision": e.catalog_revision,
-            "policy_name": e.policy_name,
-            "policy_version": e.policy_version,
-            "reason": e.reason,
-            "context": dict(e.context),
-            "slots": [s.to_json() for s in e.slots],
-            "eligibility_trace": None if e.eligibility_trace is None else dict(e.eligibility_trace),
-            "response": _json_response(e.response),
-            "request_digest": dict(e.request_digest),
-        }
+        try:
+            self.write_many([write])
+        except IntegrityError:
+            if self.stored_request(write.entry.request_id) is not None:
+                raise RequestTakenError(write.entry.request_id) from None
+            raise
+
+    def write_many(self, writes: Sequence[RankingWrite]) -> None:
+        if not writes:
+            return
+        rows = [_log_row(w) for w in writes]
         rewards = [
             {
-                "ranking_id": e.id,
+                "ranking_id": w.entry.id,
                 "slot": s.slot,
                 "status": "pending",
-                "window_closes_at": write.closes_at,
+                "window_closes_at": w.closes_at,
             }
-            for s in e.slots
+            for w in writes
+            for s in w.entry.slots
             if not s.forced
         ]
-        try:
-            with session_scope(self.engine, write=True) as session:
-                connection = session.connection()
-                if not _customer_exists(session, e.customer_id):  # erased meanwhile
-                    raise UnknownCustomerError(e.customer_id)
-                connection.execute(_log.insert(), [row])
-                if rewards:
-                    connection.execute(_slots.insert(), rewards)
-        except IntegrityError:
-            if self.stored_request(e.request_id) is not None:
-                raise RequestTakenError(e.request_id) from None
-            raise
+        with session_scope(self.engine, write=True) as session:
+            connection = session.connection()
+            wanted = {w.entry.customer_id for w in writes}
+            present = _existing_customers(session, wanted)
+            for customer_id in sorted(wanted - present):  # erased meanwhile
+                raise UnknownCustomerError(customer_id)
+            connection.execute(_log.insert(), rows)
+            if rewards:
+                connection.execute(_slots.insert(), rewards)
 
     def stored_request(self, request_id: str) -> StoredRanking | None:
         with session_scope(self.engine) as session:
@@ -298,14 +287,37 @@ def _still_pending(session: Session, closed: Sequence[ClosedSlot]) -> set[tuple[
     return found
 
 
-def _customer_exists(session: Session, customer_id: str) -> bool:
-    """Whether the customer exists; on PostgreSQL shares the row lock that an erasure takes, so
+def _existing_customers(session: Session, customer_ids: set[str]) -> set[str]:
+    """Which customers exist; on PostgreSQL shares the row locks that an erasure takes, so
     that a ranking never logs the id of a customer erased in the same moment."""
-    query = select(_customers.c.id).where(_customers.c.id == customer_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    return session.execute(query).first() is not None
+    found: set[str] = set()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for ids in chunks(sorted(customer_ids)):
+        query = select(_customers.c.id).where(_customers.c.id.in_(ids))
+        if postgres:
+            query = query.with_for_update(read=True)
+        found.update(str(row[0]) for row in session.execute(query).all())
+    return found
 
 
-def _json_response(response: str) -> Any:
-    return json.loads(response)
+def _log_row(write: RankingWrite) -> dict[str, Any]:
+    e = write.entry
+    return {
+        "id": e.id,
+        "request_id": e.request_id,
+        "created_at": e.created_at,
+        "customer_id": e.customer_id,
+        "trigger_key": e.trigger,
+        "channel_key": e.channel,
+        "frame_key": e.frame_key,
+        "frame_version": e.frame_version,
+        "catalog_revision": e.catalog_revision,
+        "policy_name": e.policy_name,
+        "policy_version": e.policy_version,
+        "reason": e.reason,
+        "context": dict(e.context),
+        "slots": [s.to_json() for s in e.slots],
+        "eligibility_trace": None if e.eligibility_trace is None else dict(e.eligibility_trace),
+        "response": json.loads(e.response),
+        "request_digest": dict(e.request_digest),
+    }

@@ -8,8 +8,12 @@ answer; with another request it is a conflict.
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +35,7 @@ from optimizer.ranking import (
     Mirrored,
     RankingAnswer,
     RankingAsk,
+    RankingPlan,
     active_mirrors,
     plan_ranking,
     ranking_digest,
@@ -42,6 +47,110 @@ REWARDING_KINDS = frozenset({"click", "conversion"})
 def slot_reward(due: DueSlot) -> float:
     """A slot earns 1 when it was clicked or converted within its window, else 0."""
     return 1.0 if due.kinds & REWARDING_KINDS else 0.0
+
+
+@dataclass
+class PendingRanking:
+    ask: RankingAsk
+    now: datetime
+    future: Future[RankingAnswer]
+
+
+Prepare = Callable[[PendingRanking], "RankingPlan | RankingAnswer"]
+"""Plan a ranking, or answer at once (a repeated request id)."""
+Settle = Callable[[PendingRanking, Exception], RankingAnswer]
+"""The answer for a ranking whose write failed (a request id taken meanwhile), or raise."""
+
+
+class RankingWriter:
+    """Group commit for rankings, in one thread: it takes every ranking waiting, plans each,
+    writes them all in one transaction, and answers each once that commits. A batch that
+    fails is written again one by one, so a request id taken meanwhile or a customer erased
+    meanwhile fails only its own ranking. Callers wait on futures (an async route without a
+    thread of its own)."""
+
+    def __init__(
+        self, store: RankingStore, *, prepare: Prepare, settle: Settle, max_batch: int = 128
+    ) -> None:
+        self.store = store
+        self.prepare = prepare
+        self.settle = settle
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[PendingRanking | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, item: PendingRanking) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="ranking-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(item)
+
+    def close(self) -> None:
+        """Answer what is queued, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            closing = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+            try:
+                self._handle(batch)
+            except Exception as exc:  # pragma: no cover - nobody got an answer
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+            if closing:
+                return
+
+    def _handle(self, batch: list[PendingRanking]) -> None:
+        planned: list[tuple[PendingRanking, RankingPlan]] = []
+        for item in batch:
+            try:
+                result = self.prepare(item)
+            except Exception as exc:
+                item.future.set_exception(exc)
+                continue
+            if isinstance(result, RankingAnswer):
+                item.future.set_result(result)
+            else:
+                planned.append((item, result))
+        try:
+            self.store.write_many([plan.write for _, plan in planned])
+        except Exception:
+            for item, plan in planned:
+                try:
+                    self.store.write(plan.write)
+                except Exception as exc:
+                    try:
+                        item.future.set_result(self.settle(item, exc))
+                    except Exception as final:
+                        item.future.set_exception(final)
+                else:
+                    item.future.set_result(plan.answer)
+            return
+        for item, plan in planned:
+            item.future.set_result(plan.answer)
 
 
 @dataclass(frozen=True)
@@ -65,6 +174,12 @@ class RankingService:
         self.policies = policies
         self.clock = clock
         self.ids = ids
+        self.writer = RankingWriter(store, prepare=self._prepare, settle=self._settle)
+        self.timeout_seconds = 30.0
+
+    def close(self) -> None:
+        """Write the rankings queued and stop the writer's thread."""
+        self.writer.close()
 
     def _check(self, ask: RankingAsk, max_skew: timedelta | None) -> datetime:
         snapshot, _ = self.catalog.current()
@@ -91,7 +206,25 @@ class RankingService:
 
     def rank(self, ask: RankingAsk, *, max_skew: timedelta | None = None) -> RankingAnswer:
         """Rank, log and answer; a reused request id gets its stored answer."""
+        return self.submit(ask, max_skew=max_skew).result(timeout=self.timeout_seconds)
+
+    async def rank_async(
+        self, ask: RankingAsk, *, max_skew: timedelta | None = None
+    ) -> RankingAnswer:
+        future = asyncio.wrap_future(self.submit(ask, max_skew=max_skew))
+        return await asyncio.wait_for(future, timeout=self.timeout_seconds)
+
+    def submit(
+        self, ask: RankingAsk, *, max_skew: timedelta | None = None
+    ) -> Future[RankingAnswer]:
+        """Queue a ranking for the writer; bad fields and times fail at once."""
         now = self._check(ask, max_skew)
+        future: Future[RankingAnswer] = Future()
+        self.writer.submit(PendingRanking(ask=ask, now=now, future=future))
+        return future
+
+    def _prepare(self, item: PendingRanking) -> RankingPlan | RankingAnswer:
+        ask, now = item.ask, item.now
         stored = self.store.stored_request(ask.request_id)
         if stored is not None:
             return _repeat(stored, ask)
@@ -100,19 +233,17 @@ class RankingService:
             raise NotFoundError("customer_id", f"unknown customer {ask.customer_id!r}")
         snapshot, _ = self.catalog.current()
         impressions: dict[str, int] = {}
-        frames = snapshot.frames_for_trigger(ask.trigger)
         limits = [
-            f.spec.contact_policy.impression_limits.get(ask.channel)
-            for f in frames
-            if ask.channel in f.spec.contact_policy.impression_limits
+            limit
+            for f in snapshot.frames_for_trigger(ask.trigger)
+            if (limit := f.spec.contact_policy.impression_limits.get(ask.channel)) is not None
         ]
         if limits:
-            days = max(limit.days for limit in limits if limit is not None)
+            days = max(limit.days for limit in limits)
             impressions = self.store.impressions(
                 ask.customer_id, channel=ask.channel, since=now - timedelta(days=days)
             )
-        mirrored = self._mirrors(ask.customer_id, now)
-        plan = plan_ranking(
+        return plan_ranking(
             ask,
             now=now,
             state=state,
@@ -121,18 +252,17 @@ class RankingService:
             combinations=self.catalog.combinations,
             ranking_id=self.ids(now),
             impressions=impressions,
-            mirrored=mirrored,
+            mirrored=self._mirrors(ask.customer_id, now),
         )
-        try:
-            self.store.write(plan.write)
-        except UnknownCustomerError:
-            raise NotFoundError("customer_id", f"unknown customer {ask.customer_id!r}") from None
-        except RequestTakenError:
-            stored = self.store.stored_request(ask.request_id)
-            if stored is None:  # pragma: no cover - the unique constraint just said it exists
-                raise ConflictError("request_id", "conflicting concurrent request") from None
-            return _repeat(stored, ask)
-        return plan.answer
+
+    def _settle(self, item: PendingRanking, exc: Exception) -> RankingAnswer:
+        if isinstance(exc, UnknownCustomerError):
+            raise NotFoundError("customer_id", f"unknown customer {item.ask.customer_id!r}")
+        if isinstance(exc, RequestTakenError):
+            stored = self.store.stored_request(item.ask.request_id)
+            if stored is not None:
+                return _repeat(stored, item.ask)
+        raise exc
 
     def _mirrors(self, customer_id: str, now: datetime) -> list[Mirrored]:
         snapshot, _ = self.catalog.current()

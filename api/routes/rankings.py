@@ -23,7 +23,7 @@ router = APIRouter(tags=["rankings"])
 
 
 @router.post("/v1/rankings", response_model=RankingAnswer, responses=ERROR_RESPONSES)
-def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -> Response:
+async def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -> Response:
     """The offers to show in the slots of a page or app screen, in slot order.
 
     Showing is not a contact: push caps do not apply, the frame's impression limits do. Each
@@ -32,7 +32,7 @@ def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -> Resp
     409).
     """
     skew = None if key.allows("simulate") else services.settings.decision_clock_skew
-    answer = services.rankings.rank(request.ask(), max_skew=skew)
+    answer = await services.rankings.rank_async(request.ask(), max_skew=skew)
     return Response(content=answer.model_dump_json(), media_type="application/json")
 
 

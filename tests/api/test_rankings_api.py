@@ -289,3 +289,25 @@ def test_mirrored_offers_of_an_unknown_customer_are_a_404_naming_it(client: Test
     response = client.get("/v1/customers/nobody/offers")
     assert response.status_code == 404
     assert response.json()["problems"][0]["field"] == "customer_id"
+
+
+def test_rankings_asked_at_once_are_written_together_and_a_repeat_gets_the_first_answer(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optimizer.ranking import RankingAsk
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    people = [customer(client, f"batch-{n}-") for n in range(3)]
+    now = datetime.fromisoformat(NOW)
+    asks = [
+        RankingAsk(f"b-{i}", people[i % 3], TRIGGER, "web_portal", 3, now=now) for i in range(12)
+    ]
+    asks += [RankingAsk("b-0", people[0], TRIGGER, "web_portal", 3, now=now)] * 4
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(services.rankings.rank, asks))
+    assert count(loaded_engine, RankingLog) == 12
+    first = answers[0].model_dump()
+    assert all(a.model_dump() == first for a in answers[12:])
+    assert len({a.ranking_id for a in answers}) == 12
