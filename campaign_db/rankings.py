@@ -34,6 +34,7 @@ from optimizer.ports.rankings import (
     ClosedSlot,
     DueSlot,
     PushedOffer,
+    RankingReads,
     RankingWrite,
     RequestTakenError,
     SlotEvent,
@@ -106,38 +107,36 @@ class SqlRankingStore:
         self.engine = engine
         self._customers = SqlDecisionStore(engine)
 
+    def read_batch(
+        self,
+        *,
+        request_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        pushed_since: datetime | None,
+    ) -> RankingReads:
+        customers = self._customers.read_customers(list(dict.fromkeys(customer_ids)), utcnow())
+        stored: dict[str, StoredRanking] = {}
+        pushed: dict[str, list[PushedOffer]] = {}
+        with session_scope(self.engine) as session:
+            for ids in chunks(request_ids):
+                rows = session.execute(select(_log).where(_log.c.request_id.in_(ids))).all()
+                stored.update((row.request_id, _stored(row)) for row in rows)
+            if pushed_since is not None:
+                for ids in chunks(list(customers)):
+                    query = _pushed_query(pushed_since).where(_contacts.c.customer_id.in_(ids))
+                    for row in session.execute(query).all():
+                        customer, *fields = row
+                        pushed.setdefault(customer, []).append(PushedOffer(*fields))
+        return RankingReads(stored=stored, customers=customers, pushed=pushed)
+
     def read_customer(self, customer_id: str) -> CustomerRecord | None:
         return self._customers.read_customers([customer_id], utcnow()).get(customer_id)
 
     def pushed_offers(self, customer_id: str, *, since: datetime) -> list[PushedOffer]:
-        query = (
-            select(
-                _contacts.c.decision_id,
-                _contacts.c.frame_key,
-                _actions.c.offer_key,
-                _actions.c.text_key,
-                _contacts.c.channel_key,
-                _contacts.c.send_at,
-            )
-            .select_from(
-                _contacts.join(_decisions, _decisions.c.id == _contacts.c.decision_id).join(
-                    _actions, _actions.c.id == _decisions.c.chosen_action_id
-                )
-            )
-            .where(
-                _contacts.c.customer_id == customer_id,
-                _contacts.c.send_at >= since,
-                _contacts.c.status.not_in(("failed", "cancelled")),
-                _actions.c.offer_key.is_not(None),
-            )
-            .order_by(_contacts.c.send_at)
-        )
+        query = _pushed_query(since).where(_contacts.c.customer_id == customer_id)
         with session_scope(self.engine) as session:
             rows = session.execute(query).all()
-        return [
-            PushedOffer(decision, frame, str(offer), str(text), channel, send_at)
-            for decision, frame, offer, text, channel, send_at in rows
-        ]
+        return [PushedOffer(*fields) for _, *fields in rows]
 
     def impressions(self, customer_id: str, *, channel: str, since: datetime) -> dict[str, int]:
         query = (
@@ -285,6 +284,33 @@ def _still_pending(session: Session, closed: Sequence[ClosedSlot]) -> set[tuple[
             statement = statement.with_for_update()
         found.update((r, int(s)) for r, s in session.execute(statement).all())
     return found
+
+
+def _pushed_query(since: datetime) -> Any:
+    """Push contacts sending at or after `since`, not failed or cancelled, with the offer and
+    text their decision chose: (customer, decision, frame, offer, text, channel, send_at)."""
+    return (
+        select(
+            _contacts.c.customer_id,
+            _contacts.c.decision_id,
+            _contacts.c.frame_key,
+            _actions.c.offer_key,
+            _actions.c.text_key,
+            _contacts.c.channel_key,
+            _contacts.c.send_at,
+        )
+        .select_from(
+            _contacts.join(_decisions, _decisions.c.id == _contacts.c.decision_id).join(
+                _actions, _actions.c.id == _decisions.c.chosen_action_id
+            )
+        )
+        .where(
+            _contacts.c.send_at >= since,
+            _contacts.c.status.not_in(("failed", "cancelled")),
+            _actions.c.offer_key.is_not(None),
+        )
+        .order_by(_contacts.c.send_at)
+    )
 
 
 def _existing_customers(session: Session, customer_ids: set[str]) -> set[str]:

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from optimizer.core.catalog import CatalogSnapshot
 from optimizer.core.values import IdSource, clock_id, utcnow
 from optimizer.decision_writer import CatalogView, PolicyView
 from optimizer.errors import ConflictError, InvalidInputError, NotFoundError
@@ -24,6 +25,7 @@ from optimizer.ports.customers import UnknownCustomerError
 from optimizer.ports.rankings import (
     ClosedSlot,
     DueSlot,
+    RankingReads,
     RankingStore,
     RequestTakenError,
     SlotEvent,
@@ -56,8 +58,9 @@ class PendingRanking:
     future: Future[RankingAnswer]
 
 
-Prepare = Callable[[PendingRanking], "RankingPlan | RankingAnswer"]
-"""Plan a ranking, or answer at once (a repeated request id)."""
+Prepared = RankingPlan | RankingAnswer | Exception
+Prepare = Callable[[list[PendingRanking]], list[Prepared]]
+"""Per ranking of a batch: its plan, an answer at once (a repeated request id), or why not."""
 Settle = Callable[[PendingRanking, Exception], RankingAnswer]
 """The answer for a ranking whose write failed (a request id taken meanwhile), or raise."""
 
@@ -125,13 +128,10 @@ class RankingWriter:
 
     def _handle(self, batch: list[PendingRanking]) -> None:
         planned: list[tuple[PendingRanking, RankingPlan]] = []
-        for item in batch:
-            try:
-                result = self.prepare(item)
-            except Exception as exc:
-                item.future.set_exception(exc)
-                continue
-            if isinstance(result, RankingAnswer):
+        for item, result in zip(batch, self.prepare(batch), strict=True):
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
+            elif isinstance(result, RankingAnswer):
                 item.future.set_result(result)
             else:
                 planned.append((item, result))
@@ -223,15 +223,36 @@ class RankingService:
         self.writer.submit(PendingRanking(ask=ask, now=now, future=future))
         return future
 
-    def _prepare(self, item: PendingRanking) -> RankingPlan | RankingAnswer:
+    def _prepare(
+        self, batch: list[PendingRanking]
+    ) -> list[RankingPlan | RankingAnswer | Exception]:
+        """Read what the batch needs at once, then plan each ranking."""
+        snapshot, _ = self.catalog.current()
+        days = max((f.spec.mirror.days for f in snapshot.frames if f.spec.mirror), default=0)
+        earliest = min(item.now for item in batch)
+        reads = self.store.read_batch(
+            request_ids=[item.ask.request_id for item in batch],
+            customer_ids=[item.ask.customer_id for item in batch],
+            pushed_since=earliest - timedelta(days=days) if days else None,
+        )
+        out: list[Prepared] = []
+        for item in batch:
+            try:
+                out.append(self._plan(item, reads, snapshot))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _plan(
+        self, item: PendingRanking, reads: RankingReads, snapshot: CatalogSnapshot
+    ) -> RankingPlan | RankingAnswer:
         ask, now = item.ask, item.now
-        stored = self.store.stored_request(ask.request_id)
+        stored = reads.stored.get(ask.request_id)
         if stored is not None:
             return _repeat(stored, ask)
-        state = self.store.read_customer(ask.customer_id)
+        state = reads.customers.get(ask.customer_id)
         if state is None:
             raise NotFoundError("customer_id", f"unknown customer {ask.customer_id!r}")
-        snapshot, _ = self.catalog.current()
         impressions: dict[str, int] = {}
         limits = [
             limit
@@ -243,6 +264,7 @@ class RankingService:
             impressions = self.store.impressions(
                 ask.customer_id, channel=ask.channel, since=now - timedelta(days=days)
             )
+        pushed = reads.pushed.get(ask.customer_id, ())
         return plan_ranking(
             ask,
             now=now,
@@ -252,7 +274,7 @@ class RankingService:
             combinations=self.catalog.combinations,
             ranking_id=self.ids(now),
             impressions=impressions,
-            mirrored=self._mirrors(ask.customer_id, now),
+            mirrored=active_mirrors(pushed, snapshot, now=now),
         )
 
     def _settle(self, item: PendingRanking, exc: Exception) -> RankingAnswer:

@@ -158,7 +158,29 @@ class ClosedSlot:
     value: float
 
 
+@dataclass(frozen=True)
+class RankingReads:
+    """What a batch of rankings reads before it is planned, in one transaction."""
+
+    stored: Mapping[str, StoredRanking]
+    """By request id, the rankings already logged."""
+    customers: Mapping[str, CustomerRecord]
+    pushed: Mapping[str, Sequence[PushedOffer]]
+    """By customer id, the push contacts that may be mirrored (see `pushed_offers`)."""
+
+
 class RankingStore(Protocol):
+    def read_batch(
+        self,
+        *,
+        request_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        pushed_since: datetime | None,
+    ) -> RankingReads:
+        """Stored rankings, customers and (unless `pushed_since` is None) their push contacts
+        since then, for a batch at once."""
+        ...
+
     def read_customer(self, customer_id: str) -> CustomerRecord | None:
         """Profile and granted consents (the contact history does not matter to a ranking)."""
         ...
