@@ -132,7 +132,7 @@ class Container:
 
             publisher = RegistryPublisher(self.learning, self.source, self.catalog)
         learner = OnlineLearner(
-            self.learning, self.catalog, source=self.source, publisher=publisher
+            self.learning, self.catalog, source=self.source, publisher=publisher, audit=self.audit
         )
         self.scheduler = SchedulerRunner(self, learner).start()
         return self.scheduler

@@ -17,7 +17,12 @@ from optimizer.core.catalog import CatalogSpec
 from optimizer.core.values import SeededIds
 from optimizer.learner import OnlineLearner, PoolPublisher
 from optimizer.simulator.report import summarize, write_report
-from optimizer.simulator.run import Simulation, SimulationConfig, SimulationStores
+from optimizer.simulator.run import (
+    Simulation,
+    SimulationConfig,
+    SimulationResult,
+    SimulationStores,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,22 @@ class DemoResult:
     report: Path
     database: Path
     registered: dict[str, str]
+    simulation: SimulationResult
+
+
+def priced_unsubscribes(catalog: CatalogSpec, cost: float) -> CatalogSpec:
+    """The catalog with every frame pricing an unsubscribe within its window at `cost`."""
+    frames = [
+        frame.model_copy(
+            update={
+                "attribution": frame.attribution.model_copy(
+                    update={"harm": frame.attribution.harm.model_copy(update={"unsubscribe": cost})}
+                )
+            }
+        )
+        for frame in catalog.frames
+    ]
+    return CatalogSpec.model_validate(catalog.model_copy(update={"frames": frames}).model_dump())
 
 
 def run_demo(
@@ -57,6 +78,7 @@ def run_demo(
             container.learning,
             container.catalog,
             publisher=PoolPublisher(container.policies),
+            audit=container.audit,
         )
         stores = SimulationStores(
             customers=container.customers,
@@ -89,7 +111,13 @@ def run_demo(
         report = write_report(result, summary, contacts=contacts, snapshot=snapshot, out=out)
     finally:
         container.close()
-    return DemoResult(summary=summary, report=report, database=database, registered=registered)
+    return DemoResult(
+        summary=summary,
+        report=report,
+        database=database,
+        registered=registered,
+        simulation=result,
+    )
 
 
 def _register(

@@ -8,7 +8,7 @@ the choice (otherwise), and learners learn in arrival order.
 
 Learners:
 - `ours`: `BanditPolicy(PolicySpec(name="suite", **--spec))` with the service's default frame
-  floor share, on VW text lines `shared |c f0:.. f4:..` and `|o a<id> g0:.. g4:..`;
+  floor share (its `max_epsilon` while the policy's drift test says it is drifting), on VW text lines `shared |c f0:.. f4:..` and `|o a<id> g0:.. g4:..`;
   `--variant NAME=JSON` adds more of our specs as rows `ours:NAME`.
 - `vw-defaults`: VW's own squarecb defaults plus the one interaction (`-q co`) without which no
   context can matter, sampled from its pmf with a seeded generator.
@@ -130,7 +130,7 @@ class OursLearner:
     def __init__(self, spec: PolicySpec, env: Environment, *, name: str) -> None:
         self.env = env
         self.policy = BanditPolicy(spec, name=name)
-        self.floor = spec.floor_share(ExplorationSpec())
+        self.bounds = ExplorationSpec()
         self.actions = action_lines(env.action_features)
 
     def choose(self, t: int, x: FloatArray) -> tuple[int, float]:
@@ -138,7 +138,7 @@ class OursLearner:
             shared_line(x),
             self.actions,
             decision_id=decision_id(self.env, t),
-            floor_share=self.floor,
+            floor_share=self.policy.floor_share(self.bounds),
         )
         return choice.index, choice.probability
 

@@ -32,6 +32,7 @@ def audit_entries(
     *,
     action: str | None = None,
     subject: str | None = None,
+    actor: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
@@ -40,6 +41,8 @@ def audit_entries(
         statement = statement.where(col(AuditRow.action).startswith(action))
     if subject is not None:
         statement = statement.where(col(AuditRow.subject).startswith(subject))
+    if actor is not None:
+        statement = statement.where(col(AuditRow.actor).startswith(actor))
     if since is not None:
         statement = statement.where(col(AuditRow.at) >= since)
     return [
@@ -68,8 +71,11 @@ class SqlAuditLog:
         *,
         action: str | None = None,
         subject: str | None = None,
+        actor: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
         with session_scope(self.engine) as session:
-            return audit_entries(session, action=action, subject=subject, since=since, limit=limit)
+            return audit_entries(
+                session, action=action, subject=subject, actor=actor, since=since, limit=limit
+            )

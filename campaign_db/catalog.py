@@ -302,6 +302,17 @@ def frame_content(spec: FrameSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude={"approval"})
 
 
+def _same_content(stored: dict[str, Any] | None, spec: FrameSpec) -> bool:
+    """Whether a stored version says what `spec` says, read with today's model: a version
+    stored before a field with a default was added has another hash but the same content."""
+    if not stored:
+        return False
+    try:
+        return frame_content(FrameSpec.model_validate(stored)) == frame_content(spec)
+    except ValidationError:
+        return False
+
+
 def content_hash(data: Any) -> str:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -430,7 +441,7 @@ def _load_frame(
         .order_by(col(DecisionFrame.version).desc())
     ).all()
     latest = versions[0] if versions else None
-    if latest is not None and latest.content_hash == digest:
+    if latest is not None and (latest.content_hash == digest or _same_content(latest.spec, spec)):
         if spec.approval is not None and latest.status == FrameStatus.draft:
             _approve(session, latest, spec=spec, actor=actor, now=now, versions=versions)
             report.approvals.append(f"{spec.key} v{latest.version}")
@@ -496,6 +507,7 @@ def frame_columns(spec: FrameSpec) -> dict[str, Any]:
         "attribution_window_days": spec.attribution.window_days,
         "reward_definition": spec.attribution.reward.value,
         "reward_range": list(spec.attribution.reward_range(spec.max_offer_cost)),
+        "reward_harm": spec.attribution.harm.model_dump(mode="json"),
         "safe_default": spec.safe_default.model_dump(mode="json") if spec.safe_default else None,
         "policy": frame_content(spec)["policy"],
         "spec": frame_content(spec),

@@ -26,6 +26,7 @@ from campaign_db.models import (
     table_of,
 )
 from campaign_db.privacy import erased_alias
+from campaign_db.rewards import reward_terms
 from optimizer.core.privacy import pseudonym
 from optimizer.ports.feedback import (
     ConsentRevocation,
@@ -353,7 +354,7 @@ class SqlFeedbackStore:
             ).first()
         if frame is None:
             return None
-        return RewardTerms(frame.reward_definition, tuple(frame.reward_range))
+        return reward_terms(frame.reward_definition, frame.reward_range, frame.reward_harm)
 
     def set_direct_reward(self, *, decision_id: uuid.UUID, value: float) -> bool:
         with session_scope(self.engine, write=True) as session:

@@ -185,6 +185,8 @@ class DecisionFrameBase(SQLModel):
     attribution_window_days: int = 14
     reward_definition: str = Field(default="binary", sa_type=String(24))
     reward_range: list[float] = _json_list()
+    reward_harm: dict[str, float] | None = _json_optional()
+    """`attribution.harm`: the costs a closing reward subtracts; None before it existed."""
     safe_default: dict[str, Any] | None = _json_optional()
     policy: dict[str, Any] | None = _json_optional()
 

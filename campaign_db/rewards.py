@@ -20,6 +20,7 @@ from campaign_db.models import (
     chunks,
     table_of,
 )
+from optimizer.core.catalog import HarmSpec
 from optimizer.ports.rewards import ClosedReward, DueReward, RewardTerms
 
 _logs = table_of(DecisionLog)
@@ -41,6 +42,9 @@ _DUE = (
         func.coalesce(_offers.c.cost, 0.0),
         _frames.c.reward_definition,
         _frames.c.reward_range,
+        _frames.c.reward_harm,
+        _rewards.c.unsubscribed,
+        _rewards.c.complained,
     )
     .select_from(
         _rewards.join(_logs, _logs.c.id == _rewards.c.decision_id)
@@ -67,12 +71,21 @@ _CLOSE = (
 )
 
 
+def reward_terms(
+    definition: str, reward_range: list[float] | None, harm: dict[str, float] | None
+) -> RewardTerms:
+    """A frame row's reward terms; a version stored before harm costs existed has none."""
+    return RewardTerms(definition, tuple(reward_range or ()), HarmSpec.model_validate(harm or {}))
+
+
 def due_rewards(session: Session, *, now: datetime, limit: int) -> list[DueReward]:
     rows = session.connection().execute(_DUE, {"now": now, "limit": limit}).all()
     return [
         DueReward(
             *row[:8],
-            terms=None if row[8] is None else RewardTerms(row[8], tuple(row[9] or ())),
+            terms=None if row[8] is None else reward_terms(row[8], row[9], row[10]),
+            unsubscribed=bool(row[11]),
+            complained=bool(row[12]),
         )
         for row in rows
     ]

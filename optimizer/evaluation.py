@@ -321,6 +321,7 @@ def gate_candidate(
     else:
         champion_estimate = LoggedMean().estimate(later.data)
     guardrails = frame_guardrails(frame, later, target, replayed.costs)
+    harm = {name: frame_harm(frame, later, t) for name, t in targets.items()}
     gate = promotion_gate(
         candidate=candidate_estimate,
         champion=champion_estimate,
@@ -345,6 +346,7 @@ def gate_candidate(
         "champion_value": champion_estimate.value,
         "effective_sample_size": candidate_estimate.diagnostics.effective_sample_size,
         **{f"guardrail_{g.name}": g.estimate.value for g in guardrails},
+        **{f"{name}_harm_per_decision": h.value for name, h in harm.items() if h is not None},
         **_segment_metrics(report),
     }
     return GateEvidence(
@@ -385,6 +387,9 @@ def frame_guardrails(
             data.context[column].to_numpy(dtype=np.float64), reward_range=(0.0, 1.0)
         )
         out.append(Guardrail(name, SNIPS().estimate(outcome), threshold))
+    harm = frame_harm(frame, later, target)
+    if harm is not None and limits.max_harm_per_decision is not None:
+        out.append(Guardrail("harm_per_decision", harm, limits.max_harm_per_decision))
     expected_cost = np.add.reduceat(target * costs, data.offsets[:-1])
     out.append(
         Guardrail(
@@ -394,6 +399,24 @@ def frame_guardrails(
         )
     )
     return out
+
+
+def frame_harm(frame: FrameVersion, later: DecisionLogs, target: FloatArray) -> Estimate | None:
+    """The harm per decision (`attribution.harm`: contacts, unsubscribes, complaints at the
+    frame's prices) expected under `target`, estimated apart from the reward it is part of;
+    None when the frame prices no harm."""
+    harm = frame.spec.attribution.harm
+    context = later.data.context
+    if harm.most == 0 or context is None:
+        return None
+    contacted = (context["channel"] != "no_contact").to_numpy()
+    per_decision = contacted * (
+        harm.contact
+        + harm.unsubscribe * context["unsubscribed"].to_numpy(dtype=np.float64)
+        + harm.complaint * context["complained"].to_numpy(dtype=np.float64)
+    )
+    data = later.data.with_target(target).with_reward(per_decision, reward_range=(0.0, harm.most))
+    return SNIPS().estimate(data)
 
 
 def _mean_estimate(values: FloatArray, *, name: str) -> Estimate:

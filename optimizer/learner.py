@@ -24,6 +24,7 @@ from typing import Protocol
 from optimizer.core.values import utcnow
 from optimizer.lineages import Lineage, Lineages, learn
 from optimizer.policy import UNTRAINED_VERSION, BanditPolicy, StoredModel
+from optimizer.ports.audit import AuditEntry, AuditLog
 from optimizer.ports.learning import Checkpoint, LearningStore
 from optimizer.serving import (
     CatalogCache,
@@ -77,10 +78,20 @@ class PoolPublisher:
 
 
 @dataclass(frozen=True)
+class DriftChange:
+    """A policy's model found drift (`drifting`) or caught up after it, learning `sequence`."""
+
+    policy_name: str
+    drifting: bool
+    sequence: int
+
+
+@dataclass(frozen=True)
 class StepReport:
     learned: int
     skipped: int
     cursor: int
+    drift: tuple[DriftChange, ...] = ()
 
 
 class OnlineLearner:
@@ -91,11 +102,13 @@ class OnlineLearner:
         *,
         source: ModelSource | None = None,
         publisher: Publisher | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.source = source
         self.publisher = publisher
+        self.audit = audit
         self.cursor = 0
         self._lineages = Lineages(
             store,
@@ -146,16 +159,40 @@ class OnlineLearner:
             events = self.store.final_rewards_after(cursor=self.cursor, limit=limit)
             _, lines = self.catalog.current()
             learned = skipped = 0
+            drift: list[DriftChange] = []
             for event in events:
                 lineage = self._lineages.get(event.policy_name, lines, read_position=self.cursor)
+                drifting = lineage is not None and lineage.policy.drifting
                 if lineage is not None and learn(lineage, event, lines):
                     learned += 1
+                    if lineage.policy.drifting != drifting:
+                        drift.append(DriftChange(event.policy_name, not drifting, event.sequence))
                 else:
                     skipped += 1
                 self.cursor = event.sequence
             for lineage in self.lineages.values():
                 lineage.cursor = max(lineage.cursor, self.cursor)
-            return StepReport(learned=learned, skipped=skipped, cursor=self.cursor)
+            self._record(drift)
+            return StepReport(
+                learned=learned, skipped=skipped, cursor=self.cursor, drift=tuple(drift)
+            )
+
+    def _record(self, changes: list[DriftChange]) -> None:
+        """Drift found or caught up with goes to the audit log, where managers look."""
+        if self.audit is None:
+            return
+        for change in changes:
+            policy = self.lineages[change.policy_name].policy
+            report = policy.tuning_report() or {}
+            self.audit.add(
+                AuditEntry(
+                    actor="learner",
+                    action="policy.drift_found" if change.drifting else "policy.drift_recovered",
+                    subject=f"{change.policy_name}:{policy.version}",
+                    at=utcnow(),
+                    details={"reward_sequence": change.sequence, **report.get("drift", {})},
+                )
+            )
 
     def run_until_caught_up(self, *, limit: int = 5_000) -> int:
         total = 0

@@ -274,7 +274,7 @@ def plan_decision(
             shared_line(context),
             candidate_set.lines,
             decision_id=draft.decision_id,
-            floor_share=policy.spec.floor_share(frame.spec.exploration),
+            floor_share=policy.floor_share(frame.spec.exploration),
             costs=candidate_set.offer_costs(snapshot.offers) if capped else None,
             max_expected_cost=limit,
         )

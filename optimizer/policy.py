@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.core.policy_spec import PolicySpec
+from optimizer.core.policy_spec import ExplorationSpec, PolicySpec
 from optimizer.cost_limit import cap_expected_cost, price_within_cost
 from optimizer.tuning import PolicyModel, TunedModel, build_model
 
@@ -196,6 +196,18 @@ class BanditPolicy:
             shared, actions, chosen=chosen, cost=reward_to_cost(reward), probability=probability
         )
         self.examples_learned += 1
+
+    def floor_share(self, bounds: ExplorationSpec) -> float:
+        """The uniform share this policy serves with in a frame: the spec's (`floor_share`),
+        raised to the most exploration the frame allows (`max_epsilon`) while its model has
+        found drift and not caught up, so the changed world is explored where it matters."""
+        share = self.spec.floor_share(bounds)
+        return max(share, bounds.max_epsilon) if self.drifting else share
+
+    @property
+    def drifting(self) -> bool:
+        """Whether the model found drift and has not caught up yet (`optimizer.core.drift`)."""
+        return isinstance(self.model, TunedModel) and self.model.drift.drifting
 
     def tuning_report(self) -> dict[str, Any] | None:
         """The self-tuning race (every candidate's estimate and which one serves), if tuned."""

@@ -3,8 +3,10 @@
 Until then a reward is pending and never learned from, not even as 0. At closing, the frame's
 reward definition turns the attributed conversions into a value: `binary` gives 1 for any
 conversion, `value_minus_cost` the conversion value minus the offer's cost; no conversion gives
-0. A direct reward set by a caller replaces that. A contact that was never sent (or failed) is
-void: the customer never saw it, so it says nothing about the combination.
+0; the frame's harm costs (an unsubscribe or complaint within the window, the contact itself)
+are subtracted from either. A direct reward set by a caller replaces all of that. A contact
+that was never sent (or failed) is void: the customer never saw it, so it says nothing about
+the combination.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from optimizer.core.catalog import HarmSpec
 from optimizer.core.values import DecisionReason, RewardDefinition
 from optimizer.ports.rewards import ClosedReward, DueReward, RewardStore
+
+NO_HARM = HarmSpec()
 
 
 @dataclass(frozen=True)
@@ -28,17 +33,28 @@ class FinalizeReport:
 
 
 def reward_value(
-    reward: DueReward, *, definition: str, offer_cost: float, reward_range: tuple[float, float]
+    reward: DueReward,
+    *,
+    definition: str,
+    offer_cost: float,
+    reward_range: tuple[float, float],
+    harm: HarmSpec = NO_HARM,
 ) -> float:
-    """The value of a closed window under the frame's reward definition, clipped to its range."""
+    """The value of a closed window under the frame's reward definition, less the harm the
+    contact did within it, clipped to its range."""
     if reward.direct_value is not None:
-        value = reward.direct_value
-    elif reward.conversions <= 0:
+        return min(max(reward.direct_value, reward_range[0]), reward_range[1])
+    if reward.conversions <= 0:
         value = 0.0
     elif definition == RewardDefinition.value_minus_cost:
         value = reward.conversion_value - offer_cost
     else:
         value = 1.0
+    value -= harm.of(
+        contacted=reward.reason == DecisionReason.policy,
+        unsubscribed=reward.unsubscribed,
+        complained=reward.complained,
+    )
     low, high = reward_range
     return min(max(value, low), high)
 
@@ -60,6 +76,7 @@ def closing(reward: DueReward) -> ClosedReward:
         definition=definition,
         offer_cost=reward.offer_cost,
         reward_range=(float(bounds[0]), float(bounds[1])),
+        harm=terms.harm if terms is not None else NO_HARM,
     )
     return ClosedReward(decision_id=reward.decision_id, value=value)
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from optimizer.core.drift import DriftMonitor
 from optimizer.core.exploration import squarecb
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.core.selection import ProgressiveValidation
@@ -78,6 +79,7 @@ class TunedModel:
         self.leader = 0
         self.switches = 0
         self.learned = 0
+        self.drift = DriftMonitor()
         if model_data is None:
             self.models = [CBModel(s.score_args()) for s in self.specs]
             self.validation = ProgressiveValidation(
@@ -110,19 +112,48 @@ class TunedModel:
         prediction of the logged candidate's cost scores it first."""
         weighted = probability if actions[chosen] == NO_CONTACT_LINE else 1.0
         losses = np.empty(len(self.models))
+        residual = 0.0
         for i, model in enumerate(self.models):
             predicted = model.predict_then_learn(
                 shared, actions, chosen=chosen, cost=cost, probability=weighted
             )
             losses[i] = (float(predicted[chosen]) - cost) ** 2
+            if i == self.watcher:
+                residual = float(predicted[chosen]) - cost
         self.learned += 1
         self.validation.add(-losses)
+        if self.tuning.detect_drift:
+            self._watch(residual)
         challenger = self.validation.challenger(
             self.leader, z=self.tuning.z, min_rewards=self.tuning.min_rewards
         )
         if challenger is not None:
             self.leader = challenger
             self.switches += 1
+
+    @property
+    def watcher(self) -> int:
+        """The candidate whose residual the drift test watches: the slowest learner. A fast
+        one adapts to a change within a few dozen rewards and hides it; the slowest stays
+        wrong longest (on a flipped toy world, twice the CUSUM evidence of the 0.7 leader)."""
+        rates = [s.learning_rate for s in self.specs]
+        return rates.index(min(rates))
+
+    def _watch(self, residual: float) -> None:
+        """Feed the drift test the watcher's residual (reward minus prediction). On an alarm
+        the race starts again on what happens from now on: the weakest candidate other than
+        the leader and the watcher restarts from scratch, unburdened by the old world, and
+        validation forgets the old scores. While the model is drifting the policy explores
+        more (`BanditPolicy.floor_share`)."""
+        if self.drift.add(residual) == "alarm":
+            others = [i for i in range(len(self.models)) if i not in (self.leader, self.watcher)]
+            if others:
+                estimates = self.validation.estimates()
+                weakest = min(others, key=lambda i: float(estimates[i]))
+                self.models[weakest] = CBModel(self.specs[weakest].score_args())
+            self.validation = ProgressiveValidation(
+                len(self.specs), half_life=self.tuning.half_life
+            )
 
     def report(self) -> dict[str, Any]:
         """The race as a reader wants it: every candidate's square loss and who serves."""
@@ -132,6 +163,11 @@ class TunedModel:
             "leader_label": self.label(self.leader),
             "switches": self.switches,
             "rewards": self.validation.count,
+            "drift": {
+                "drifting": self.drift.drifting,
+                "since_reward": self.drift.drifting_since,
+                "alarms": self.drift.alarms,
+            },
             "candidates": [
                 {"label": self.label(i), "square_loss": -float(estimates[i])}
                 for i in range(len(self.specs))
@@ -151,6 +187,7 @@ class TunedModel:
                 "switches": self.switches,
                 "learned": self.learned,
                 "validation": self.validation.to_dict(),
+                "drift": self.drift.to_dict(),
                 "sizes": [len(b) for b in blobs],
                 "vw_args": [s.score_args() for s in self.specs],
             }
@@ -177,3 +214,5 @@ class TunedModel:
         self.leader = int(header["leader"])
         self.switches = int(header["switches"])
         self.learned = int(header["learned"])
+        if "drift" in header:
+            self.drift = DriftMonitor.from_dict(header["drift"])

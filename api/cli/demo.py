@@ -29,18 +29,36 @@ def demo(
     register: Annotated[
         bool, typer.Option(help="register the learned policies in a local MLflow store")
     ] = True,
+    unsubscribe_cost: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1000.0,
+            help="price an unsubscribe within the window at this much reward in every frame "
+            "(a conversion is 1 in a binary frame); the frames' own harm costs otherwise",
+        ),
+    ] = None,
+    annoyance: Annotated[
+        bool,
+        typer.Option(
+            help="simulated customers unsubscribe by channel, health class and tone (push and "
+            "SMS put healthy customers off) instead of at a flat rate"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole loop on a simulated population: a fresh SQLite database, the example
     catalog, decisions, feedback, rewards and online learning; then write a report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from api.demo import run_demo
+    from api.demo import priced_unsubscribes, run_demo
     from optimizer.simulator.report import ARM_LABELS
     from optimizer.simulator.run import SimulationConfig
 
     path = catalog or Settings().catalog_path
     spec = read_catalog_or_exit(path)
-    config = SimulationConfig(customers=customers, days=days, seed=seed)
+    if unsubscribe_cost is not None:
+        spec = priced_unsubscribes(spec, unsubscribe_cost)
+    config = SimulationConfig(customers=customers, days=days, seed=seed, annoyance=annoyance)
     with Progress(
         TextColumn("[bold]simulating[/]"),
         BarColumn(),
@@ -79,6 +97,7 @@ def demo(
     )
     console.print(
         f"{summary['decisions']} decisions, {summary['contacts']} contacts, "
+        f"{summary['unsubscribes']} unsubscribes, "
         f"{summary['learned']} rewards learned, {summary['runtime_seconds']:.0f} s"
     )
     console.print(f"report: {result.report}  summary: {out / 'summary.json'}")

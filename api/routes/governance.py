@@ -17,6 +17,7 @@ from optimizer.core.values import NulFreeStr, Timestamp, utcnow
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.guardrails import NORMAL, GuardrailMonitor
 from optimizer.lifecycle import PolicyLifecycle, parse_version_id
+from optimizer.policy import BanditPolicy
 from optimizer.ports.audit import AuditLog
 from optimizer.ports.governance import GovernanceStore
 from optimizer.publishing import serving_states
@@ -107,6 +108,12 @@ class FrameStatusOut(BaseModel):
         description="Set when MLflow's `champion` alias was moved outside the service: the "
         "version it points to, which does not serve.",
     )
+    drift: dict[str, Any] | None = Field(
+        default=None,
+        description="The serving policy's drift test: `drifting` while it found a change in "
+        "what customers do and has not caught up (it explores up to the frame's max_epsilon "
+        "meanwhile), the reward count it was found at, and how many alarms it raised.",
+    )
 
 
 class PolicyActionOut(BaseModel):
@@ -193,7 +200,13 @@ def frame_status(
         spend=spend,
         champion=serving.version if serving else None,
         champion_alias_tampered=serving.tampered_alias if serving else None,
+        drift=drift_of(services.policies.policy_for(frame)) if frame is not None else None,
     )
+
+
+def drift_of(policy: BanditPolicy) -> dict[str, Any] | None:
+    report = policy.tuning_report()
+    return None if report is None else dict(report["drift"])
 
 
 @router.post(
@@ -318,9 +331,12 @@ def read_audit(
         NulFreeStr | None, Query(max_length=64, description="prefix, e.g. policy.")
     ] = None,
     subject: Annotated[NulFreeStr | None, Query(max_length=200, description="prefix")] = None,
+    actor: Annotated[
+        NulFreeStr | None, Query(max_length=200, description="prefix, e.g. learner")
+    ] = None,
     since: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Who did what, when and why, newest first."""
-    entries = audit.entries(action=action, subject=subject, since=since, limit=limit)
+    entries = audit.entries(action=action, subject=subject, actor=actor, since=since, limit=limit)
     return [AuditOut.model_validate(replace(e, id=e.id or 0)) for e in entries]

@@ -346,6 +346,7 @@ def audit(
     request: Request,
     action: Annotated[str, Query(max_length=64)] = "",
     subject: Annotated[str, Query(max_length=200)] = "",
+    actor: Annotated[str, Query(max_length=200)] = "",
     since: Annotated[str, Query(max_length=32)] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
@@ -361,7 +362,11 @@ def audit(
         except ValueError:
             error = f"since: {since!r} is not a date (YYYY-MM-DD)"
     entries = _services(request).audit.entries(
-        action=action or None, subject=subject or None, since=start, limit=limit
+        action=action or None,
+        subject=subject or None,
+        actor=actor or None,
+        since=start,
+        limit=limit,
     )
     return _page(
         request,
@@ -369,5 +374,11 @@ def audit(
         principal,
         entries=entries,
         error=error,
-        filters={"action": action, "subject": subject, "since": since, "limit": limit},
+        filters={
+            "action": action,
+            "subject": subject,
+            "actor": actor,
+            "since": since,
+            "limit": limit,
+        },
     )

@@ -253,24 +253,61 @@ class GuardrailSpec(_Spec):
     max_offer_cost_per_decision: float = Field(default=10.0, ge=0.0)
     max_conversion_drop: Share = 0.2
     min_decisions: int = Field(default=500, ge=1)
+    max_harm_per_decision: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    """The most harm (`attribution.harm`) a promoted policy may cost per decision; None
+    reports the estimate without a limit."""
+
+
+HarmCost = Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)]
+
+
+class HarmSpec(_Spec):
+    """What a contact's harm costs, in the reward's own units (a conversion is 1 in a `binary`
+    frame), subtracted from its reward when the window closes.
+
+    An unsubscribe or complaint within the window loses a channel or goodwill that later
+    campaigns would have used; `contact` prices contact pressure: every contact sent costs it,
+    so the policy contacts only where it expects to earn more than the pressure costs.
+    """
+
+    unsubscribe: HarmCost = 0.0
+    complaint: HarmCost = 0.0
+    contact: HarmCost = 0.0
+
+    @property
+    def most(self) -> float:
+        """The largest harm one decision can carry: all three at once."""
+        return self.unsubscribe + self.complaint + self.contact
+
+    def of(self, *, contacted: bool, unsubscribed: bool, complained: bool) -> float:
+        """The harm one decision's outcome carries (0 for a decision without a contact)."""
+        if not contacted:
+            return 0.0
+        return (
+            self.contact
+            + (self.unsubscribe if unsubscribed else 0.0)
+            + (self.complaint if complained else 0.0)
+        )
 
 
 class AttributionSpec(_Spec):
     """How conversions become rewards: within `window_days` after sending, last touch wins.
 
     `binary` rewards are 0 or 1; `value_minus_cost` rewards are the conversion value minus the
-    offer cost, bounded by `max_value` so that one odd value cannot swamp the learner.
+    offer cost, bounded by `max_value` so that one odd value cannot swamp the learner. `harm`
+    subtracts the frame's price for unsubscribes, complaints and contact pressure from either.
     """
 
     window_days: int = Field(default=14, ge=1, le=90)
     reward: RewardDefinition = RewardDefinition.binary
     rule: Literal["last_touch"] = "last_touch"
     max_value: float = Field(default=1000.0, gt=0.0, allow_inf_nan=False)
+    harm: HarmSpec = HarmSpec()
 
     def reward_range(self, max_offer_cost: float) -> tuple[float, float]:
         if self.reward is RewardDefinition.binary:
-            return (0.0, 1.0)
-        return (-max_offer_cost, self.max_value)
+            return (-self.harm.most, 1.0)
+        return (-max_offer_cost - self.harm.most, self.max_value)
 
 
 class ApprovalSpec(_Spec):
@@ -344,6 +381,11 @@ class FrameSpec(_Spec):
             missing = set(self.health_classes) - set(self.offers)
             if missing:
                 raise ValueError(f"no offers for health classes {', '.join(sorted(missing))}")
+        if self.guardrails.max_harm_per_decision is not None and self.attribution.harm.most == 0:
+            raise ValueError(
+                "guardrails.max_harm_per_decision limits the harm that attribution.harm prices: "
+                "set attribution.harm costs, or drop the limit"
+            )
         return self
 
     @field_serializer("policy")
@@ -621,6 +663,10 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
     ):
         if getattr(h, name) > getattr(g, name):
             more(f"guardrails.{name}", getattr(g, name), getattr(h, name))
+    if g.max_harm_per_decision is not None and (
+        h.max_harm_per_decision is None or h.max_harm_per_decision > g.max_harm_per_decision
+    ):
+        more("guardrails.max_harm_per_decision", g.max_harm_per_decision, h.max_harm_per_decision)
     if new.attribution != old.attribution:
         more(
             "attribution",

@@ -77,6 +77,9 @@ class TuningSpec(BaseModel):
     z: float = Field(default=2.0, ge=0.0, le=10.0)
     min_rewards: int = Field(default=200, ge=1)
     half_life: int | None = Field(default=20_000, ge=100)
+    detect_drift: bool = True
+    """Watch the leader's prediction error for drift (`optimizer.core.drift`) and start the
+    race and exploration again when the world changes."""
 
 
 class PolicySpec(BaseModel):

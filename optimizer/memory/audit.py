@@ -23,6 +23,7 @@ class MemoryAuditLog:
         *,
         action: str | None = None,
         subject: str | None = None,
+        actor: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
@@ -32,6 +33,7 @@ class MemoryAuditLog:
                 for e in reversed(self._entries)
                 if (action is None or e.action.startswith(action))
                 and (subject is None or e.subject.startswith(subject))
+                and (actor is None or e.actor.startswith(actor))
                 and (since is None or e.at >= since)
             ]
         return found[:limit]

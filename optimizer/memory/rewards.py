@@ -35,6 +35,8 @@ class MemoryRewardStore:
                     failed=d.reward.failed,
                     reason=d.outcome.reason,
                     offer_cost=d.offer_cost,
+                    unsubscribed=d.reward.unsubscribed,
+                    complained=d.reward.complained,
                     terms=self.ledger.frames.get(
                         (d.outcome.frame_key or "", d.outcome.frame_version or 0)
                     ),

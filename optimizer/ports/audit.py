@@ -31,8 +31,9 @@ class AuditLog(Protocol):
         *,
         action: str | None = None,
         subject: str | None = None,
+        actor: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
-        """Newest first; `action` and `subject` match as prefixes."""
+        """Newest first; `action`, `subject` and `actor` match as prefixes."""
         ...

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+from optimizer.core.catalog import HarmSpec
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,7 @@ class RewardTerms:
 
     definition: str
     reward_range: tuple[float, ...]
+    harm: HarmSpec = field(default_factory=HarmSpec)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class DueReward:
     """The cost of the chosen combination's offer; 0 when it has none."""
     terms: RewardTerms | None
     """None when the decision's frame version is unknown."""
+    unsubscribed: bool = False
+    complained: bool = False
 
 
 @dataclass(frozen=True)

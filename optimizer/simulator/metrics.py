@@ -36,15 +36,16 @@ class ArmValues:
     @property
     def lift_capture(self) -> float:
         """Against the oracle within the frames' cost limits: what the policy could reach."""
-        return _capture(self.policy, self.uniform, self.oracle_within_limits)
+        return lift_capture(self.policy, self.uniform, self.oracle_within_limits)
 
     @property
     def lift_capture_unconstrained(self) -> float:
         """Against the best candidate of every decision, cost limits ignored."""
-        return _capture(self.policy, self.uniform, self.oracle)
+        return lift_capture(self.policy, self.uniform, self.oracle)
 
 
-def _capture(value: float, uniform: float, oracle: float) -> float:
+def lift_capture(value: float, uniform: float, oracle: float) -> float:
+    """(V - V_uniform) / (V_oracle - V_uniform); NaN when the oracle does no better."""
     spread = oracle - uniform
     return (value - uniform) / spread if spread > 0 else float("nan")
 

@@ -74,6 +74,10 @@ class DecisionStats:
     candidates: list[np.ndarray[Any, Any]] = field(default_factory=list)
     rates: list[np.ndarray[Any, Any]] = field(default_factory=list)
     converted: list[bool] = field(default_factory=list)
+    unsubscribe_risk: list[float] = field(default_factory=list)
+    """The truth's P(unsubscribe) of the chosen combination; 0 without a contact."""
+    contacted: list[bool] = field(default_factory=list)
+    unsubscribed: list[bool] = field(default_factory=list)
 
 
 @dataclass(order=True)
@@ -181,23 +185,30 @@ class CustomerReactions:
         stats.rates.append(rates.astype(np.float32))
         stats.converted.append(False)
         index_in_stats = len(stats.converted) - 1
-        if decision.reason == "policy" and decision.send_at is not None:
+        send_at = decision.send_at if decision.reason == "policy" else None
+        unsubscribe = (
+            0.0
+            if send_at is None
+            else self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
+        )
+        stats.unsubscribe_risk.append(unsubscribe)
+        stats.contacted.append(send_at is not None)
+        stats.unsubscribed.append(False)
+        if send_at is not None:
             self.counts["contacts"] += 1
             if not via_outbox:
-                events.append((decision.id, EventReport(kind="sent", occurred_at=decision.send_at)))
-            unsubscribe = self.truth.unsubscribe_rate(health_class=health_class, action_id=chosen)
+                events.append((decision.id, EventReport(kind="sent", occurred_at=send_at)))
             if self.rng.random() < unsubscribe:
                 self.counts["unsubscribes"] += 1
+                stats.unsubscribed[index_in_stats] = True
                 events.append(
                     (
                         decision.id,
-                        EventReport(
-                            kind="unsubscribed", occurred_at=decision.send_at + timedelta(hours=1)
-                        ),
+                        EventReport(kind="unsubscribed", occurred_at=send_at + timedelta(hours=1)),
                     )
                 )
             self._schedule_conversion(
-                decision, float(rates[position]), decision.send_at, stats_index=index_in_stats
+                decision, float(rates[position]), send_at, stats_index=index_in_stats
             )
         else:
             self._schedule_conversion(

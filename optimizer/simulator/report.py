@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from optimizer.core.catalog import CatalogSnapshot
+from optimizer.core.catalog import CatalogSnapshot, split_signature
 from optimizer.ports.decision_logs import LoggedContact
 from optimizer.simulator import metrics
 from optimizer.simulator.reactions import action_costs, cost_limits
@@ -69,6 +69,8 @@ def summarize(
             "oracle": arms.oracle,
         },
         "realised_conversion_rate": float(np.mean(stats.converted[rows])) if n else float("nan"),
+        "expected_conversions": float(np.sum(stats.policy)),
+        "expected_unsubscribes": float(np.sum(stats.unsubscribe_risk)),
         "lift_capture": arms.lift_capture,
         "lift_capture_unconstrained": arms.lift_capture_unconstrained,
         "beats_best_fixed": arms.policy > arms.best_fixed,
@@ -76,9 +78,76 @@ def summarize(
         "holdout_uplift": {"value": diff, "ci_low": low, "ci_high": high},
         "holdout_decisions": len(result.holdout_converted),
         "cap_violations": metrics.count_cap_violations(contacts, policies),
+        "frames": frame_sections(result, snapshot),
         "published_versions": result.published_versions,
         "runtime_seconds": round(runtime_seconds, 1),
     }
+
+
+def frame_sections(result: SimulationResult, snapshot: CatalogSnapshot) -> list[dict[str, Any]]:
+    """Per frame, what a manager checks: volume, conversions, unsubscribes and spend against
+    the frame's guardrails, and the lift its policy captured in its last 20 % of decisions."""
+    stats = result.stats
+    frames = np.asarray(stats.frame)
+    chosen = np.asarray(stats.chosen, dtype=np.int64)
+    contacted = np.asarray(stats.contacted, dtype=bool)
+    unsubscribed = np.asarray(stats.unsubscribed, dtype=bool)
+    converted = np.asarray(stats.converted, dtype=bool)
+    cost = action_costs(snapshot)[chosen] if len(chosen) else np.zeros(0)
+    out = []
+    for frame in snapshot.frames:
+        rows = np.flatnonzero(frames == frame.key)
+        if not len(rows):
+            continue
+        limits = frame.spec.guardrails
+        contacts = int(contacted[rows].sum())
+        unsubscribes = int(unsubscribed[rows].sum())
+        spend = float(cost[rows].sum())
+        last = rows[metrics.tail(len(rows))]
+        capture = metrics.lift_capture(
+            float(np.mean(np.asarray(stats.policy)[last])),
+            float(np.mean(np.asarray(stats.uniform)[last])),
+            float(np.mean(np.asarray(stats.oracle_within_limits)[last])),
+        )
+        unsubscribe_rate = unsubscribes / contacts if contacts else None
+        out.append(
+            {
+                "key": frame.key,
+                "name": frame.spec.name,
+                "decisions": len(rows),
+                "contacts": contacts,
+                "conversions": int(converted[rows].sum()),
+                "unsubscribes": unsubscribes,
+                "unsubscribe_rate": unsubscribe_rate,
+                "max_unsubscribe_rate": limits.max_unsubscribe_rate,
+                "unsubscribes_within_limit": unsubscribe_rate is None
+                or unsubscribe_rate <= limits.max_unsubscribe_rate,
+                "offer_spend": spend,
+                "offer_cost_per_decision": spend / len(rows),
+                "max_offer_cost_per_decision": limits.max_offer_cost_per_decision,
+                "spend_within_limit": spend / len(rows) <= limits.max_offer_cost_per_decision,
+                "lift_capture": None if np.isnan(capture) else capture,
+            }
+        )
+    return out
+
+
+def combination_name(signature: str, snapshot: CatalogSnapshot) -> str:
+    """A combination as a marketer reads it: offer, channel and send time by their names, and
+    the text's tone and language."""
+    offer, text, channel, slot = split_signature(signature)
+    if offer is None:
+        return "no contact"
+    parts = [
+        snapshot.offers[offer].name if offer in snapshot.offers else offer,
+        snapshot.channels[channel].name if channel in snapshot.channels else str(channel),
+        snapshot.send_times[slot].name if slot in snapshot.send_times else str(slot),
+    ]
+    name = " · ".join(parts)
+    if text in snapshot.texts:
+        spec = snapshot.texts[text]
+        name += f" ({spec.tone}, {spec.language})"
+    return name
 
 
 def winners_by_class(
@@ -98,7 +167,8 @@ def winners_by_class(
         total = sum(counts[hc].values())
         out[hc] = [
             {
-                "signature": signature.get(action, "?").replace("|", " · "),
+                "name": combination_name(signature.get(action, "no_contact"), snapshot),
+                "signature": signature.get(action, "?"),
                 "share": count / total,
                 "rate": float(np.mean(rates[(hc, action)])),
             }

@@ -33,7 +33,7 @@ from optimizer.ports.rewards import RewardStore
 from optimizer.rewards import finalize_due
 from optimizer.simulator.population import Population
 from optimizer.simulator.reactions import CustomerReactions, DecisionStats
-from optimizer.simulator.truth import GroundTruth
+from optimizer.simulator.truth import MIRRORED_CLASSES, GroundTruth
 
 EVENT_TRIGGERS = {
     # trigger: (health classes it happens to, daily probability)
@@ -52,6 +52,11 @@ class SimulationConfig:
     start: date = date(2026, 11, 2)
     learn: bool = True
     """False keeps the policy uniform all along: an exploration period, good logs to evaluate."""
+    annoyance: bool = False
+    """Customers unsubscribe by channel, class and tone (`GroundTruth.annoyance`)."""
+    change_day: int | None = None
+    """From this day on customers answer offers as the opposite health class did (A as D, B as
+    C and back): an abrupt change for drift detection to find."""
 
 
 @dataclass
@@ -100,7 +105,7 @@ class Simulation:
         self.rng = np.random.default_rng(config.seed)
         self.population = Population.generate(config.customers, rng=self.rng, start=config.start)
         snapshot, _ = decisions.catalog.current()
-        self.truth = GroundTruth.for_snapshot(snapshot)
+        self.truth = GroundTruth.for_snapshot(snapshot, annoyance=config.annoyance)
         self.push_channels = sorted(
             k for k, c in snapshot.channels.items() if c.kind is ChannelKind.push
         )
@@ -174,6 +179,12 @@ class Simulation:
         )
 
     def _day(self, day: int) -> None:
+        if day == self.config.change_day:
+            snapshot, _ = self.decisions.catalog.current()
+            self.truth = GroundTruth.for_snapshot(
+                snapshot, annoyance=self.config.annoyance, offers_as=MIRRORED_CLASSES
+            )
+            self.reactions.truth = self.truth
         start = datetime.combine(self.config.start + timedelta(days=day), time(0), tzinfo=UTC)
         end = start + timedelta(days=1)
         morning = start + timedelta(hours=6)

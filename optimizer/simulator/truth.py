@@ -8,7 +8,8 @@ The take-rate is a logistic model with real interactions:
 and a customer who is not contacted converts at `sigmoid(base[trigger] + organic[class])`.
 Built in on purpose: a discount or a free month saves a class-D customer but is wasted on class
 A; app push in the late afternoon beats the morning; SMS annoys healthy customers (A/B) into
-unsubscribing; urgent copy works on customers about to churn and puts healthy ones off.
+unsubscribing (with `annoyance`, app push and e-mail do too, less so, and urgent copy more);
+urgent copy works on customers about to churn and puts healthy ones off.
 Conversions arrive with an exponential delay (mean 1.5 days), a few after the window closes.
 """
 
@@ -144,7 +145,16 @@ TONE = {
 }
 UNSUBSCRIBE = {"sms": {"A": 0.04, "B": 0.03, "C": 0.006, "D": 0.004}}
 UNSUBSCRIBE_BASE = 0.002
+# With `annoyance`: pushy channels put healthy customers off far more than those who need help;
+# letters and pull channels hardly ever; urgent copy multiplies it for the healthy.
+ANNOYED_UNSUBSCRIBE = {
+    "sms": {"A": 0.04, "B": 0.03, "C": 0.012, "D": 0.008},
+    "app_push": {"A": 0.02, "B": 0.015, "C": 0.006, "D": 0.004},
+    "email": {"A": 0.006, "B": 0.005, "C": 0.004, "D": 0.003},
+}
+URGENT_PUTS_OFF = {"A": 2.0, "B": 1.5}
 MEAN_DELAY_DAYS = 1.5
+MIRRORED_CLASSES = {"A": "D", "B": "C", "C": "B", "D": "A"}
 
 
 def _sigmoid(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -158,12 +168,26 @@ class GroundTruth:
     snapshot: CatalogSnapshot
     no_contact_id: int
     customer_noise_sd: float = 0.3
+    annoyance: bool = False
+    """Unsubscribes by channel, class and tone (`ANNOYED_UNSUBSCRIBE`) instead of the flat
+    default, which keeps the demo's figures comparable with earlier versions."""
     _effects: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     _channel_of: dict[int, str] = field(default_factory=dict)
+    _tone_of: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def for_snapshot(cls, snapshot: CatalogSnapshot) -> GroundTruth:
-        truth = cls(snapshot=snapshot, no_contact_id=snapshot.actions["no_contact"])
+    def for_snapshot(
+        cls,
+        snapshot: CatalogSnapshot,
+        *,
+        annoyance: bool = False,
+        offers_as: dict[str, str] | None = None,
+    ) -> GroundTruth:
+        """The truth for a catalog; `offers_as` makes a class answer offers as another does."""
+        truth = cls(
+            snapshot=snapshot, no_contact_id=snapshot.actions["no_contact"], annoyance=annoyance
+        )
+        offers_as = offers_as or {}
         size = max(snapshot.actions.values()) + 1
         for hc in CLASSES:
             effect = np.zeros(size)
@@ -173,12 +197,13 @@ class GroundTruth:
                     continue
                 tone = snapshot.texts[text].tone if text in snapshot.texts else "neutral"
                 effect[action_id] = (
-                    OFFER[hc].get(offer, 0.0)
+                    OFFER[offers_as.get(hc, hc)].get(offer, 0.0)
                     + TIMING.get(channel, {}).get(slot, 0.0)
                     + REACH[hc].get(channel, 0.0)
                     + TONE[hc].get(tone, 0.0)
                 )
                 truth._channel_of[action_id] = channel
+                truth._tone_of[action_id] = tone
             truth._effects[hc] = effect
         return truth
 
@@ -199,7 +224,12 @@ class GroundTruth:
         channel = self._channel_of.get(action_id)
         if channel is None:
             return 0.0
-        return UNSUBSCRIBE.get(channel, {}).get(health_class, UNSUBSCRIBE_BASE)
+        if not self.annoyance:
+            return UNSUBSCRIBE.get(channel, {}).get(health_class, UNSUBSCRIBE_BASE)
+        rate = ANNOYED_UNSUBSCRIBE.get(channel, {}).get(health_class, UNSUBSCRIBE_BASE)
+        if self._tone_of.get(action_id) == "urgent":
+            rate *= URGENT_PUTS_OFF.get(health_class, 1.0)
+        return rate
 
     @staticmethod
     def delay_days(rng: np.random.Generator) -> float:

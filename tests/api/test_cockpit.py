@@ -120,13 +120,14 @@ def test_decision_lookup_explains_the_decision_and_what_followed(
     assert browser_client.get("/ui/decisions", params={"id": "nonsense"}).status_code == 404
 
 
-def test_audit_filters_by_action_subject_and_date(
+def test_audit_filters_by_action_subject_actor_and_date(
     browser_client: TestClient, admin_key: str
 ) -> None:
     sign_in(browser_client, admin_key)
     everything = browser_client.get("/ui/audit").text
     assert 'data-action="catalog.load"' in everything
     assert "no entry matches" in browser_client.get("/ui/audit", params={"action": "zzz"}).text
+    assert "no entry matches" in browser_client.get("/ui/audit", params={"actor": "nobody"}).text
     tomorrow = (date.today() + timedelta(days=2)).isoformat()
     assert "no entry matches" in browser_client.get("/ui/audit", params={"since": tomorrow}).text
     bad = browser_client.get("/ui/audit", params={"since": "soon"})

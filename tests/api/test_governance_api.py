@@ -69,6 +69,8 @@ def test_resume_leaves_safe_mode_and_is_audited(client: Any) -> None:
     assert response.status_code == 200, response.text
     assert (response.json()["mode"], response.json()["mode_reason"]) == ("normal", "cause fixed")
     (entry,) = client.get("/v1/audit", params={"action": "frame.resume"}).json()
+    assert client.get("/v1/audit", params={"action": "frame.resume", "actor": "test"}).json()
+    assert not client.get("/v1/audit", params={"action": "frame.resume", "actor": "ops"}).json()
     assert (entry["actor"], entry["subject"], entry["details"]) == (
         "tests",
         FRAME,

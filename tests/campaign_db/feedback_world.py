@@ -142,6 +142,7 @@ class SqlWorld:
                     content_hash=f"{key}-{version}",
                     reward_definition=terms.definition,
                     reward_range=list(terms.reward_range),
+                    reward_harm=terms.harm.model_dump(),
                 )
             )
 

@@ -25,7 +25,7 @@ def test_entries_come_newest_first_and_filter_by_prefix_and_time(audit: AuditLog
     ):
         audit.add(
             AuditEntry(
-                actor="ops",
+                actor="ops" if i < 2 else "learner",
                 action=action,
                 subject=subject,
                 at=T0 + timedelta(hours=i),
@@ -40,6 +40,8 @@ def test_entries_come_newest_first_and_filter_by_prefix_and_time(audit: AuditLog
     assert [e.subject for e in audit.entries(action="policy.")] == ["win", "churn"]
     assert [e.action for e in audit.entries(subject="ch")] == ["frame.approved", "policy.promoted"]
     assert len(audit.entries(since=T0 + timedelta(minutes=30))) == 2
+    assert [e.actor for e in audit.entries(actor="learn")] == ["learner"]
+    assert [e.action for e in audit.entries(actor="ops", action="policy.")] == ["policy.promoted"]
     assert len(audit.entries(limit=1)) == 1
     newest = audit.entries(limit=1)[0]
     assert newest.details == {"step": 2, "notes": ["a", "b"]}

@@ -11,10 +11,17 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from api.cli import app
-from campaign_db.catalog import CatalogError, dump_yaml, export_catalog, load_catalog, read_catalog
+from campaign_db.catalog import (
+    CatalogError,
+    content_hash,
+    dump_yaml,
+    export_catalog,
+    load_catalog,
+    read_catalog,
+)
 from campaign_db.engine import session_scope
 from campaign_db.models import Action, AuditLog, CatalogRevision, DecisionFrame, Offer, Text
-from optimizer.core.catalog import FrameSpec
+from optimizer.core.catalog import FrameSpec, HarmSpec
 from optimizer.core.values import FrameStatus
 
 MINIMAL = Path(__file__).parent / "minimal_catalog.yaml"
@@ -319,6 +326,58 @@ def test_frame_widenings_name_each_loosening() -> None:
     assert any(w.startswith("channels") for w in found)
     assert any(w.startswith("min_gap_hours") for w in found)
     assert frame_widenings(wider, old) == []
+
+    limited = old.model_copy(
+        update={"guardrails": old.guardrails.model_copy(update={"max_harm_per_decision": 0.1})}
+    )
+    assert frame_widenings(old, limited) == []
+    assert [w.split(":")[0] for w in frame_widenings(limited, old)] == [
+        "guardrails.max_harm_per_decision"
+    ]
+    cheaper_harm = old.model_copy(
+        update={
+            "attribution": old.attribution.model_copy(update={"harm": HarmSpec(unsubscribe=1.0)})
+        }
+    )
+    assert [w.split(":")[0] for w in frame_widenings(old, cheaper_harm)] == ["attribution"]
+
+
+def test_a_version_stored_before_a_new_default_field_is_not_changed_by_loading_it_again(
+    engine: Engine,
+) -> None:
+    catalog = read_catalog(MINIMAL)
+    with session_scope(engine, write=True) as session:
+        load_catalog(session, catalog=catalog, source="v1", actor="test")
+    with session_scope(engine, write=True) as session:
+        stored = session.exec(select(DecisionFrame)).one()
+        older = {**stored.spec, "attribution": dict(stored.spec["attribution"])}
+        del older["attribution"]["harm"]  # as written before harm costs existed
+        stored.spec = older
+        stored.content_hash = content_hash(older)
+        session.add(stored)
+    with session_scope(engine, write=True) as session:
+        again = load_catalog(session, catalog=catalog, source="v1 again", actor="test")
+    assert not again.changed
+    with session_scope(engine) as session:
+        assert session.exec(select(func.count()).select_from(DecisionFrame)).one() == 1
+
+
+def test_harm_costs_are_stored_with_the_reward_range_they_widen(
+    engine: Engine, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(MINIMAL.read_text(encoding="utf-8"))
+    data["frames"][0]["attribution"] = {
+        "reward": "binary",
+        "harm": {"unsubscribe": 4.0, "complaint": 6.0, "contact": 0.05},
+    }
+    path = tmp_path / "harm.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with session_scope(engine, write=True) as session:
+        load_catalog(session, catalog=read_catalog(path), source="harm", actor="test")
+    with session_scope(engine) as session:
+        stored = session.exec(select(DecisionFrame)).one()
+    assert stored.reward_harm == {"unsubscribe": 4.0, "complaint": 6.0, "contact": 0.05}
+    assert stored.reward_range == pytest.approx([-10.05, 1.0])
 
 
 def test_changed_block_is_updated_in_place(engine: Engine, tmp_path: Path) -> None:

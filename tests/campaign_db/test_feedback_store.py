@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from optimizer.core.catalog import HarmSpec
 from optimizer.core.values import new_id
 from optimizer.ports.audit import AuditEntry
 from optimizer.ports.feedback import (
@@ -17,6 +18,7 @@ from optimizer.ports.feedback import (
     KeyTakenError,
 )
 from optimizer.ports.rewards import ClosedReward, RewardTerms
+from optimizer.rewards import finalize_due
 from tests.campaign_db.feedback_world import World, world_on
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
@@ -191,6 +193,32 @@ def test_due_rewards_come_oldest_first_with_their_terms_and_offer_cost(world: Wo
     assert [r.decision_id for r in world.rewards.due_rewards(now=T0 + WINDOW * 2, limit=1)] == [
         older
     ]
+
+
+def test_a_closing_reward_loses_the_frames_harm_costs_for_what_its_contact_did(
+    world: World,
+) -> None:
+    harm = HarmSpec(unsubscribe=3.0, complaint=5.0, contact=0.1)
+    world.add_frame(key="churn", version=1, terms=RewardTerms("binary", (-8.1, 1.0), harm))
+    quiet, gone, angry = (contact(world, frame=("churn", 1)) for _ in range(3))
+    world.store.record_events(
+        [event(d, "sent", flags=frozenset({"sent"})) for d in (quiet, gone, angry)]
+        + [
+            event(gone, "unsubscribed", flags=frozenset({"unsubscribed"})),
+            event(angry, "complained", flags=frozenset({"complained"})),
+        ]
+    )
+    world.store.record_conversions([conversion("x", gone)])
+    due = {r.decision_id: r for r in world.rewards.due_rewards(now=T0 + WINDOW, limit=10)}
+    assert due[gone].terms == RewardTerms("binary", (-8.1, 1.0), harm)
+    assert [(due[d].unsubscribed, due[d].complained) for d in (quiet, gone, angry)] == [
+        (False, False),
+        (True, False),
+        (False, True),
+    ]
+    finalize_due(world.rewards, now=T0 + WINDOW)
+    values = [world.reward(d).value for d in (quiet, gone, angry)]
+    assert values == pytest.approx([-0.1, 1.0 - 0.1 - 3.0, -0.1 - 5.0])
 
 
 def test_closing_numbers_final_rewards_in_order_after_the_last_number(world: World) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,9 +21,18 @@ from offline_eval.report import EvaluationReport
 from optimizer.core.catalog import (
     CatalogSnapshot,
     CatalogSpec,
+    FrameSpec,
+    FrameVersion,
+    HarmSpec,
     split_signature,
 )
-from optimizer.evaluation import Champion, GateEvidence, compare_policies, gate_candidate
+from optimizer.evaluation import (
+    Champion,
+    GateEvidence,
+    compare_policies,
+    frame_harm,
+    gate_candidate,
+)
 from optimizer.features import ActionLines
 from optimizer.memory.decision_logs import MemoryDecisionLogs
 from optimizer.offline import TrainingCutoff, load_decision_logs, train_policies
@@ -253,3 +263,105 @@ def test_gate_compares_with_the_logged_mean_when_the_champion_saw_every_decision
     text = (tmp_path / "report.html").read_text()
     assert "the logged mean of what served stands in for it" in text
     assert 0.0 <= evidence.gate.candidate.value <= 1.0
+
+
+def priced_harm(frame: FrameVersion, **limits: float) -> FrameVersion:
+    spec = frame.spec.model_copy(
+        update={
+            "attribution": frame.spec.attribution.model_copy(
+                update={"harm": HarmSpec(unsubscribe=2.0, contact=0.1)}
+            ),
+            "guardrails": frame.spec.guardrails.model_copy(update=limits),
+        }
+    )
+    return replace(frame, spec=FrameSpec.model_validate(spec.model_dump()))
+
+
+@pytest.fixture(scope="module")
+def unsubscribing_logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
+    """Uniform decisions as in `logs`, where every third SMS contact unsubscribes."""
+    rng = np.random.default_rng(11)
+    store = MemoryDecisionLogs()
+    store.declare_reward_range(FRAME, 1, -2.1, 1.0)
+    ids = np.array(sorted(snapshot.actions.values()), dtype=np.int32)
+    signature = {a: s for s, a in snapshot.actions.items()}
+    for i in range(N):
+        chosen = int(rng.choice(ids))
+        offer, _, channel, _ = split_signature(signature[chosen])
+        decision = LoggedDecision(
+            id=uuid.UUID(int=i + 1),
+            created_at=START + timedelta(minutes=i),
+            customer_id=f"c{i}",
+            trigger_key="health_c_to_d",
+            frame_key=FRAME,
+            reason="policy" if offer else "policy_no_contact",
+            context={"health_class": "CD"[i % 2], "language": "de", "trigger": "health_c_to_d"},
+            candidate_action_ids=ids,
+            probabilities=np.full(len(ids), 1.0 / len(ids)),
+            chosen_action_id=chosen,
+            probability=1.0 / len(ids),
+            send_at=None,
+            policy_version="uniform",
+        )
+        store.log(decision)
+        store.reward(
+            decision.id, value=0.0, unsubscribed=channel == "sms" and i % 3 == 0, sequence=i + 1
+        )
+    return store
+
+
+def test_harm_under_the_logging_policy_is_the_logged_harm_and_none_without_contacts(
+    unsubscribing_logs: MemoryDecisionLogs, snapshot: CatalogSnapshot
+) -> None:
+    frame = priced_harm(next(f for f in snapshot.frames if f.key == FRAME))
+    logs = load_decision_logs(unsubscribing_logs, snapshot)
+    context = logs.data.context
+    assert context is not None
+    contacted = (context["channel"] != "no_contact").to_numpy()
+    logged = np.mean(contacted * (0.1 + 2.0 * context["unsubscribed"].to_numpy()))
+    assert logged > 0.1
+
+    as_logged = frame_harm(frame, logs, logs.data.logging_probabilities)
+    assert as_logged is not None
+    assert as_logged.value == pytest.approx(logged)
+    assert as_logged.ci_low <= logged <= as_logged.ci_high
+
+    is_no_contact = np.array(
+        [snapshot.actions["no_contact"] == a for a in logs.data.action_ids], dtype=np.float64
+    )
+    silent = frame_harm(frame, logs, is_no_contact)
+    assert silent is not None
+    assert silent.value == 0.0
+    assert (
+        frame_harm(next(f for f in snapshot.frames if f.key == FRAME), logs, is_no_contact) is None
+    )
+
+
+def test_the_gate_rejects_a_candidate_whose_harm_is_above_the_frames_limit(
+    unsubscribing_logs: MemoryDecisionLogs, snapshot: CatalogSnapshot, tmp_path: Path
+) -> None:
+    frame = priced_harm(
+        next(f for f in snapshot.frames if f.key == FRAME), max_harm_per_decision=0.01
+    )
+    lines = ActionLines(snapshot)
+    data = load_decision_logs(unsubscribing_logs, snapshot, LogFilters(frame_key=FRAME))
+    earlier, later, _ = data.split_by_sequence(0.5)
+    spec = frame.spec.policy_spec()
+    candidate = train_policies(earlier, {FRAME: spec}, lines)[FRAME]
+    evidence = gate_candidate(
+        frame=frame,
+        candidate=candidate,
+        spec=spec,
+        cutoff=earlier.cutoff(),
+        champion=None,
+        later=later,
+        snapshot=snapshot,
+        lines=lines,
+        estimator="SNIPS",
+        config=GateConfig(min_effective_sample_size=20),
+        folder=tmp_path,
+    )
+    (check,) = [c for c in evidence.gate.checks if c.name == "guardrail:harm_per_decision"]
+    assert not check.passed
+    assert evidence.gate.verdict == "reject"
+    assert evidence.metrics["candidate_harm_per_decision"] > 0.01

@@ -9,10 +9,11 @@ import pytest
 from optimizer.core.catalog import CatalogSpec
 from optimizer.core.values import utcnow
 from optimizer.learner import OnlineLearner, PoolPublisher
+from optimizer.memory.audit import MemoryAuditLog
 from optimizer.memory.catalog import MemoryCatalog
 from optimizer.memory.learning import MemoryLearningStore
 from optimizer.policy import BanditPolicy, StoredModel
-from optimizer.ports.learning import ServingRecords
+from optimizer.ports.learning import LearnableReward, ServingRecords
 from optimizer.publishing import served_version
 from optimizer.serving import CatalogCache, CheckpointSource, PolicyPool, ServedVersion
 from tests.optimizer.unit.learning_fakes import GONE, POLICY, SyntheticRewards
@@ -231,3 +232,56 @@ def test_other_processes_serve_the_checkpointed_weights(world: World) -> None:
     assert other.refresh() == [POLICY]
     assert other.loaded()[POLICY] == world.pool.loaded()[POLICY]
     assert other.refresh() == []
+
+
+def test_drift_found_while_learning_and_caught_up_with_goes_to_the_audit_log(
+    world: World,
+) -> None:
+    """Class C converts on the lowest action id, class D on the highest; then they swap. The
+    logging policy had learned the first world: it mostly picks what converted there."""
+    audit = MemoryAuditLog()
+    learner = OnlineLearner(world.store, world.catalog, audit=audit)
+    pool = world.rewards.candidates[POLICY][:4]
+    rng = np.random.default_rng(5)
+
+    def add(n: int, *, swapped: bool) -> None:
+        for i in range(n):
+            klass = "CD"[i % 2]
+            best = pool[0] if (klass == "C") != swapped else pool[-1]
+            was_best = pool[0] if klass == "C" else pool[-1]
+            greedy = rng.random() < 0.7
+            chosen = int(was_best if greedy else pool[rng.integers(len(pool))])
+            world.store.add_final_reward(
+                LearnableReward(
+                    sequence=0,
+                    policy_name=POLICY,
+                    context={"health_class": klass, "language": "en", "trigger": "health_c_to_d"},
+                    action_ids=pool.astype(np.int32),
+                    chosen_action_id=chosen,
+                    probability=(0.7 if chosen == was_best else 0.0) + 0.3 / len(pool),
+                    reward=float(rng.random() < (0.8 if chosen == best else 0.1)),
+                )
+            )
+
+    add(3_000, swapped=False)
+    assert learner.run_until_caught_up() == 3_000
+    assert audit.entries(action="policy.drift") == []
+    assert learner.run_until_caught_up() == 0
+    add(3_000, swapped=True)
+    reports = []
+    while (report := learner.step(limit=500)).learned:
+        reports.append(report)
+    changes = [c for r in reports for c in r.drift]
+    assert [c.drifting for c in changes] == [True, False]
+    assert [e.action for e in audit.entries(action="policy.drift")] == [
+        "policy.drift_recovered",
+        "policy.drift_found",
+    ]
+    (found,) = audit.entries(action="policy.drift_found")
+    assert found.subject.startswith(f"{POLICY}:")
+    assert found.details is not None
+    assert found.details["reward_sequence"] == changes[0].sequence > 3_000
+    (recovered,) = audit.entries(action="policy.drift_recovered")
+    assert recovered.details is not None
+    assert recovered.details["reward_sequence"] == changes[1].sequence
+    assert not learner.lineages[POLICY].policy.drifting
