@@ -16,8 +16,8 @@ from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp, refuse_nul
 from optimizer.feedback import ConversionReport, EventKind, EventReport
 from optimizer.ports.decisions import LoggedDecision
 from optimizer.ports.feedback import ConversionStatus
-from optimizer.ports.rankings import SlotEventKind
-from optimizer.ranking import MAX_SLOTS, Mirrored, RankingAsk
+from optimizer.ports.rankings import SlotEventKind, StoredRanking
+from optimizer.ranking import MAX_SLOTS, Mirrored, RankingAnswer, RankingAsk
 
 # --- decisions -------------------------------------------------------------------------------
 
@@ -277,3 +277,33 @@ class MirroredOffers(BaseModel):
                 )
             )
         return cls(customer_id=customer_id, offers=offers)
+
+
+class LoggedSlot(BaseModel):
+    slot: int
+    action_id: int
+    offer: str
+    text: str
+    candidate_action_ids: list[int]
+    probabilities: list[float] = Field(description="the distribution the slot was drawn from")
+    probability: float = Field(description="of the pick, given the slots before")
+    seed: int
+    forced: bool
+
+
+class RankingRecord(BaseModel):
+    """The logged ranking: why this customer was shown these offers (GET /v1/rankings/{id})."""
+
+    answer: RankingAnswer
+    context: dict[str, Any]
+    slots: list[LoggedSlot]
+    eligibility_trace: dict[str, str]
+
+    @classmethod
+    def of(cls, stored: StoredRanking) -> RankingRecord:
+        return cls(
+            answer=RankingAnswer.model_validate(stored.answer),
+            context=dict(stored.context),
+            slots=[LoggedSlot.model_validate(s.to_json()) for s in stored.slots],
+            eligibility_trace=dict(stored.eligibility_trace),
+        )

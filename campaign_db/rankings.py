@@ -84,6 +84,8 @@ def _stored(row: Any) -> StoredRanking:
         answer=row.response,
         digest=row.request_digest or {},
         slots=tuple(SlotLog.from_json(s) for s in row.slots),
+        context=row.context or {},
+        eligibility_trace=row.eligibility_trace or {},
     )
 
 

@@ -300,6 +300,13 @@ class RankingService:
             raise NotFoundError("customer_id", f"unknown customer {customer_id!r}")
         return self._mirrors(customer_id, (now or self.clock()).astimezone(UTC))
 
+    def record(self, ranking_id: uuid.UUID) -> StoredRanking:
+        """The logged ranking with every slot, for explaining and evaluating it."""
+        ranking = self.store.ranking(ranking_id)
+        if ranking is None:
+            raise NotFoundError("ranking_id", f"no ranking {ranking_id}")
+        return ranking
+
     def record_event(
         self,
         ranking_id: uuid.UUID,

@@ -7,12 +7,13 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from api.auth import DecideKey, FeedbackKey
+from api.auth import DecideKey, FeedbackKey, ReadKey
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
 from api.routes.customers import CustomerIdPath
 from api.schemas import (
     MirroredOffers,
+    RankingRecord,
     RankingRequest,
     SlotEventIn,
     SlotEventResult,
@@ -34,6 +35,12 @@ async def rank(key: DecideKey, request: RankingRequest, services: ServicesDep) -
     skew = None if key.allows("simulate") else services.settings.decision_clock_skew
     answer = await services.rankings.rank_async(request.ask(), max_skew=skew)
     return Response(content=answer.model_dump_json(), media_type="application/json")
+
+
+@router.get("/v1/rankings/{ranking_id}", response_model=RankingRecord, responses=ERROR_RESPONSES)
+def get_ranking(_key: ReadKey, ranking_id: uuid.UUID, services: ServicesDep) -> RankingRecord:
+    """The logged ranking: every slot's candidates, distribution, pick and probability."""
+    return RankingRecord.of(services.rankings.record(ranking_id))
 
 
 @router.post(

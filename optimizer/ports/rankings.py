@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -126,6 +126,8 @@ class StoredRanking:
     answer: Mapping[str, JsonValue]
     digest: Mapping[str, str]
     slots: tuple[SlotLog, ...]
+    context: Mapping[str, JsonValue] = field(default_factory=dict)
+    eligibility_trace: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -311,3 +311,22 @@ def test_rankings_asked_at_once_are_written_together_and_a_repeat_gets_the_first
     first = answers[0].model_dump()
     assert all(a.model_dump() == first for a in answers[12:])
     assert len({a.ranking_id for a in answers}) == 12
+
+
+def test_the_logged_ranking_explains_every_slot(client: TestClient) -> None:
+    customer_id = customer(client, "explain-")
+    ranking = rank(client, "explain", customer_id).json()
+    record = client.get(f"/v1/rankings/{ranking['ranking_id']}")
+    assert record.status_code == 200, record.text
+    body = record.json()
+    assert body["answer"] == ranking
+    assert body["context"]["trigger"] == TRIGGER
+    for logged, shown in zip(body["slots"], ranking["slots"], strict=True):
+        assert logged["action_id"] == shown["action_id"]
+        assert len(logged["candidate_action_ids"]) == shown["candidates"]
+        assert abs(sum(logged["probabilities"]) - 1.0) < 1e-9
+        index = logged["candidate_action_ids"].index(logged["action_id"])
+        assert logged["probabilities"][index] == shown["probability"]
+    unknown = client.get("/v1/rankings/00000000-0000-7000-8000-000000000000")
+    assert unknown.status_code == 404
+    assert unknown.json()["problems"][0]["field"] == "ranking_id"
