@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
 
 from optimizer.core.catalog import CatalogSnapshot
 from optimizer.core.values import IdSource, clock_id, utcnow
@@ -180,6 +182,17 @@ class RankingService:
     def close(self) -> None:
         """Write the rankings queued and stop the writer's thread."""
         self.writer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _check(self, ask: RankingAsk, max_skew: timedelta | None) -> datetime:
         snapshot, _ = self.catalog.current()

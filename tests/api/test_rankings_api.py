@@ -92,7 +92,7 @@ def test_a_repeated_request_id_returns_the_stored_ranking_and_logs_once(
 
 def test_bad_requests_name_the_field(client: TestClient, loaded_engine: Engine) -> None:
     customer_id = customer(client)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"slots": 0}, "slots"),
         ({"slots": 21}, "slots"),
         ({"channel": "pigeon"}, "channel"),
@@ -330,3 +330,75 @@ def test_the_logged_ranking_explains_every_slot(client: TestClient) -> None:
     unknown = client.get("/v1/rankings/00000000-0000-7000-8000-000000000000")
     assert unknown.status_code == 404
     assert unknown.json()["problems"][0]["field"] == "ranking_id"
+
+
+def test_impressions_are_counted_per_offer_on_the_channel_within_the_days(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    from campaign_db.rankings import SqlRankingStore
+
+    customer_id = customer(client, "seen-")
+    shown: list[str] = []
+    for view in range(2):
+        ranking = rank(client, f"seen-{view}", customer_id).json()
+        url = f"/v1/rankings/{ranking['ranking_id']}/events"
+        for slot in ranking["slots"]:
+            event = {
+                "event_id": f"imp-{view}-{slot['slot']}",
+                "slot": slot["slot"],
+                "kind": "impression",
+                "occurred_at": NOW,
+            }
+            assert client.post(url, json=event).status_code == 200
+            shown.append(slot["offer"]["key"])
+    store = SqlRankingStore(loaded_engine)
+    since = datetime.fromisoformat(NOW) - timedelta(days=1)
+    expected = {offer: shown.count(offer) for offer in set(shown)}
+    assert store.impressions(customer_id, channel="web_portal", since=since) == expected
+    assert store.impressions(customer_id, channel="app_inbox", since=since) == {}
+    later = datetime.fromisoformat(NOW) + timedelta(minutes=1)
+    assert store.impressions(customer_id, channel="web_portal", since=later) == {}
+
+
+def test_an_offer_shown_up_to_its_impression_limit_leaves_the_page(
+    client: TestClient, loaded_engine: Engine
+) -> None:
+    from dataclasses import replace
+
+    from campaign_db.rankings import SqlRankingStore
+    from optimizer.core.catalog import ImpressionLimit
+    from optimizer.ranking import RankingAsk
+    from optimizer.rankings import RankingService
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    snapshot, lines = services.catalog.current()
+    frames = []
+    for frame in snapshot.frames:
+        if frame.key == "upsell":
+            limits = {"web_portal": ImpressionLimit(same_offer=1, days=1)}
+            policy = frame.spec.contact_policy.model_copy(update={"impression_limits": limits})
+            frame = replace(frame, spec=frame.spec.model_copy(update={"contact_policy": policy}))
+        frames.append(frame)
+    limited = replace(snapshot, frames=tuple(frames))
+
+    class Limited:
+        def current(self) -> Any:
+            return limited, lines
+
+        def combinations(self, frame: Any, language: str, health_class: str) -> Any:
+            return services.catalog.combinations(frame, language, health_class)
+
+    customer_id = customer(client, "capped-")
+    now = datetime.fromisoformat(NOW)
+    with RankingService(
+        SqlRankingStore(loaded_engine), catalog=Limited(), policies=services.policies
+    ) as service:
+        first = service.rank(RankingAsk("cap-1", customer_id, TRIGGER, "web_portal", 3, now=now))
+        seen = first.slots[0]
+        service.record_event(
+            first.ranking_id, event_id="cap-imp", slot=1, kind="impression", occurred_at=now
+        )
+        later = now + timedelta(minutes=5)
+        again = service.rank(RankingAsk("cap-2", customer_id, TRIGGER, "web_portal", 4, now=later))
+    assert seen.offer.key not in {s.offer.key for s in again.slots}
+    assert "impression limit reached" in again.excluded[f"offer:{seen.offer.key}"]

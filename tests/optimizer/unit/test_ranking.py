@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -44,8 +45,9 @@ def combos(offers: int, texts: int = 2) -> list[Combination]:
 
 def skewed(slot: int, lines: Sequence[str]) -> FloatArray:
     """A fixed distribution that is not uniform and depends on the slot."""
-    weights = np.array([1.0 + ((hash(line) + slot) % 7) for line in lines])
-    return weights / weights.sum()
+    weights = np.array([1.0 + ((zlib.crc32(line.encode()) + slot) % 7) for line in lines])
+    pmf: FloatArray = weights / weights.sum()
+    return pmf
 
 
 @settings(max_examples=60, deadline=None)
