@@ -161,6 +161,33 @@ class EventAnswer:
     duplicate: bool
 
 
+def checked_time(
+    snapshot: CatalogSnapshot, ask: RankingAsk, *, now: datetime, max_skew: timedelta | None
+) -> datetime:
+    """The ranking's time, once its blocks are known and its `now` is near enough to `now`
+    (the server clock); a bad field raises `InvalidInputError` naming it."""
+    if ask.trigger not in snapshot.triggers:
+        raise InvalidInputError("trigger", f"unknown trigger {ask.trigger!r}")
+    if ask.channel not in snapshot.channels:
+        raise InvalidInputError("channel", f"unknown channel {ask.channel!r}")
+    if not 1 <= ask.slots <= MAX_SLOTS:
+        raise InvalidInputError("slots", f"must be between 1 and {MAX_SLOTS}")
+    for i, offer in enumerate(ask.exclude_offers):
+        if offer not in snapshot.offers:
+            raise InvalidInputError(f"exclude_offers[{i}]", f"unknown offer {offer!r}")
+    now = now.astimezone(UTC)
+    if ask.now is None:
+        return now
+    offset = (ask.now - now).total_seconds()
+    if max_skew is not None and abs(offset) > max_skew.total_seconds():
+        raise InvalidInputError(
+            "now",
+            f"{offset:+.0f} s from the server clock; without the simulate scope it may "
+            f"differ by at most {max_skew.total_seconds():.0f} s (or leave it out)",
+        )
+    return ask.now.astimezone(UTC)
+
+
 class RankingService:
     def __init__(
         self,
@@ -196,26 +223,7 @@ class RankingService:
 
     def _check(self, ask: RankingAsk, max_skew: timedelta | None) -> datetime:
         snapshot, _ = self.catalog.current()
-        if ask.trigger not in snapshot.triggers:
-            raise InvalidInputError("trigger", f"unknown trigger {ask.trigger!r}")
-        if ask.channel not in snapshot.channels:
-            raise InvalidInputError("channel", f"unknown channel {ask.channel!r}")
-        if not 1 <= ask.slots <= MAX_SLOTS:
-            raise InvalidInputError("slots", f"must be between 1 and {MAX_SLOTS}")
-        for i, offer in enumerate(ask.exclude_offers):
-            if offer not in snapshot.offers:
-                raise InvalidInputError(f"exclude_offers[{i}]", f"unknown offer {offer!r}")
-        now = self.clock().astimezone(UTC)
-        if ask.now is not None:
-            offset = (ask.now - now).total_seconds()
-            if max_skew is not None and abs(offset) > max_skew.total_seconds():
-                raise InvalidInputError(
-                    "now",
-                    f"{offset:+.0f} s from the server clock; without the simulate scope it may "
-                    f"differ by at most {max_skew.total_seconds():.0f} s (or leave it out)",
-                )
-            now = ask.now.astimezone(UTC)
-        return now
+        return checked_time(snapshot, ask, now=self.clock(), max_skew=max_skew)
 
     def rank(self, ask: RankingAsk, *, max_skew: timedelta | None = None) -> RankingAnswer:
         """Rank, log and answer; a reused request id gets its stored answer."""
