@@ -9,8 +9,8 @@ the choice (otherwise), and learners learn in arrival order.
 Learners:
 - `ours`: `BanditPolicy(PolicySpec(name="suite", **--spec))` with the service's default frame
   floor share (its `max_epsilon` while the policy's drift test says it is drifting), on VW text
-  lines `shared |c f0:.. f4:..` and `|o a<id> g0:.. g4:..`;
-  `--variant NAME=JSON` adds more of our specs as rows `ours:NAME`.
+  lines `shared |c f0:.. f4:..` and `|o a<id> g0:.. g4:..`; `--variant NAME=JSON` adds more of
+  our specs as rows `ours:NAME`.
 - `vw-defaults`: VW's own squarecb defaults plus the one interaction (`-q co`) without which no
   context can matter, sampled from its pmf with a seeded generator.
 - `linucb`, `lints`: MABWiser, disjoint per arm on the context vector (arms = action ids), fitted

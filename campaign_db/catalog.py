@@ -298,8 +298,11 @@ def _problem(source: _Source, loc: Loc, message: str) -> Problem:
 
 
 def frame_content(spec: FrameSpec) -> dict[str, Any]:
-    """The part of a frame that defines its version: everything but the approval."""
-    return spec.model_dump(mode="json", exclude={"approval"})
+    """The part of a frame that defines its version: everything but the approval. A frame
+    without budgets is dumped without the field, so frames loaded before budgets existed keep
+    their content hash (and their version)."""
+    exclude = {"approval"} if spec.budgets else {"approval", "budgets"}
+    return spec.model_dump(mode="json", exclude=exclude)
 
 
 def _same_content(stored: dict[str, Any] | None, spec: FrameSpec) -> bool:

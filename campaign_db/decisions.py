@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from campaign_db.budgets import charge_budget_spend, read_budget_spend
 from campaign_db.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     is_sqlite,
@@ -36,6 +37,8 @@ from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
 from optimizer.ports.decisions import (
     BatchPlanner,
     BatchTaker,
+    BudgetCharge,
+    BudgetPeriod,
     LogEntry,
     LoggedCandidate,
     LoggedDecision,
@@ -76,9 +79,10 @@ DECISION_COLUMNS = (
     "eligibility_trace",
     "response",
     "request_digest",
+    "budget_prices",
 )
 REWARD_COLUMNS = ("decision_id", "status", "window_closes_at", "conversions", "sent")
-_JSON = {"context", "eligibility_trace", "response", "request_digest"}
+_JSON = {"context", "eligibility_trace", "response", "request_digest", "budget_prices"}
 
 
 def get_decision(session: Session, *, decision_id: uuid.UUID) -> DecisionLog | None:
@@ -117,15 +121,21 @@ class SqlDecisionStore:
         with self.transaction(write=False) as cursor:
             return cursor.stored_answer(request_id)
 
+    def read_budgets(self, periods: Iterable[BudgetPeriod]) -> dict[BudgetPeriod, float]:
+        with self.transaction(write=False) as cursor:
+            return cursor.read_budgets(periods, lock=False)
+
     def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
         with self.transaction(write=True) as cursor:
             keys = take()
             states = cursor.read_customers(keys.customer_ids, keys.since, lock=True)
+            spent = cursor.read_budgets(keys.budgets, lock=True)
             logged = cursor.logged_requests(keys.request_ids)
-            writes = plan(states, logged)
+            writes = plan(states, logged, spent)
             cursor.insert_contacts([w.contact for w in writes if w.contact is not None])
             cursor.insert_decisions([w.entry for w in writes])
             cursor.insert_rewards([w.reward for w in writes if w.reward is not None])
+            cursor.charge_budgets([(w.entry.id, c) for w in writes for c in w.charges])
 
     def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None:
         with session_scope(self.engine) as session:
@@ -253,6 +263,16 @@ class DecisionCursor:
             for customer_id, row in rows.items()
         }
 
+    def read_budgets(
+        self, periods: Iterable[BudgetPeriod], *, lock: bool
+    ) -> dict[BudgetPeriod, float]:
+        return read_budget_spend(self.cursor, periods, sqlite=self.sqlite, lock=lock)
+
+    def charge_budgets(self, charges: Sequence[tuple[uuid.UUID, BudgetCharge]]) -> None:
+        charge_budget_spend(
+            self.cursor, [(self._uuid(d), c) for d, c in charges], sqlite=self.sqlite
+        )
+
     def logged_requests(self, request_ids: Iterable[str]) -> dict[str, str]:
         """request id → customer id, for those of `request_ids` already decided."""
         ids = sorted(set(request_ids))
@@ -330,6 +350,7 @@ class DecisionCursor:
             _json(e.eligibility_trace),
             e.response,
             _json(e.request_digest),
+            None if e.budget_prices is None else _json(e.budget_prices),
         )
 
     def _uuid(self, value: uuid.UUID) -> Any:

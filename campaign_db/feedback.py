@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from campaign_db.audit import add_audit
+from campaign_db.budgets import release_budget_spend
 from campaign_db.customers import set_consent
 from campaign_db.engine import session_scope
 from campaign_db.models import (
@@ -216,8 +217,11 @@ def mark_contact_sent(session: Session, *, decision_id: uuid.UUID, status: str) 
 
 
 def mark_contact_failed(session: Session, *, decision_id: uuid.UUID) -> None:
-    """A bounced or failed contact no longer counts against the contact policy."""
-    session.connection().execute(_CONTACT_FAILED, {"contact_of": decision_id})
+    """A bounced or failed contact no longer counts against the contact policy, nor against
+    the frame's budgets."""
+    failed = session.connection().execute(_CONTACT_FAILED, {"contact_of": decision_id})
+    if failed.rowcount:
+        release_budget_spend(session, decision_id=decision_id)
 
 
 def revoke_consent(session: Session, *, revocation: ConsentRevocation) -> None:

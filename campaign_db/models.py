@@ -331,6 +331,33 @@ class DecisionLog(SQLModel, table=True):
     request_digest: dict[str, str] | None = _json_optional()
     """Per request field, a digest of what the caller sent: a reused `request_id` with another
     body is a conflict. Digests, not values: the request's context is otherwise not stored."""
+    budget_prices: dict[str, float] | None = _json_optional()
+    """The pacing price of each budget the decision's distribution was priced with (budget key
+    → price), so that its probabilities can be recomputed; None where the frame has none."""
+
+
+class BudgetSpend(SQLModel, table=True):
+    """What a frame's budget has spent in one period (`period_start`, a local date in the
+    frame's time zone). Decisions add to `spent` in their own transaction, only while it stays
+    within the budget's limit."""
+
+    __tablename__ = "budget_spend"
+    frame_key: str = Field(primary_key=True, max_length=64)
+    budget_key: str = Field(primary_key=True, max_length=64)
+    period_start: date = Field(primary_key=True)
+    spent: float = 0.0
+    updated_at: datetime = _utc_now()
+
+
+class BudgetChargeRow(SQLModel, table=True):
+    """What one decision spent of one budget counter: given back if its contact fails."""
+
+    __tablename__ = "budget_charge"
+    decision_id: uuid.UUID = Field(primary_key=True)
+    budget_key: str = Field(primary_key=True, max_length=64)
+    frame_key: str = Field(max_length=64)
+    period_start: date
+    amount: float
 
 
 class DeliveryEvent(SQLModel, table=True):

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Protocol
 
 from optimizer.answers import DecisionAnswer
+from optimizer.budgets import snapshot_periods
 from optimizer.core.catalog import CatalogSnapshot, FrameVersion
 from optimizer.core.decision import CustomerRecord, DecisionAsk, PastContact
 from optimizer.eligibility import Combination, max_lookback
@@ -30,7 +31,7 @@ from optimizer.errors import ConflictError, NotFoundError
 from optimizer.features import ActionLines
 from optimizer.planning import DecisionPlan, PlanIds, plan_decision, request_digest
 from optimizer.policy import BanditPolicy
-from optimizer.ports.decisions import BatchKeys, DecisionStore, DecisionWrite
+from optimizer.ports.decisions import BatchKeys, BudgetPeriod, DecisionStore, DecisionWrite
 
 log = logging.getLogger("campopt.decisions")
 
@@ -183,6 +184,7 @@ class DecisionWriter:
         state: CustomerRecord,
         snapshot: CatalogSnapshot,
         ids: PlanIds,
+        budgets: Mapping[BudgetPeriod, float],
     ) -> DecisionPlan:
         return plan_decision(
             ask,
@@ -192,6 +194,7 @@ class DecisionWriter:
             policy_for=self.policies.policy_for,
             combinations=self.catalog.combinations,
             ids=ids,
+            budgets=budgets,
         )
 
     def _prepare(self, batch: list[Pending]) -> PlannedBatch | None:
@@ -209,12 +212,14 @@ class DecisionWriter:
             return None
         since = min(starts)
         states = self.store.read_customers([item.ask.customer_id for item in batch], since)
+        periods = _budget_periods(snapshot, batch)
+        spent = self.store.read_budgets(periods) if periods else {}
         for item in batch:
             try:
                 state = states.get(item.ask.customer_id)
                 if state is None:
                     raise NotFoundError("customer_id", f"unknown customer {item.ask.customer_id!r}")
-                item.plan = self._plan(item.ask, item.now, state, snapshot, item.ids)
+                item.plan = self._plan(item.ask, item.now, state, snapshot, item.ids, spent)
             except Exception as exc:
                 item.future.set_exception(exc)
         todo = sorted((i for i in batch if i.plan is not None), key=lambda i: i.ask.customer_id)
@@ -227,14 +232,14 @@ class DecisionWriter:
             self._write(batch, absorb=True)
         except Exception as exc:
             if len(batch.items) == 1:
-                self._settle_failed(batch.items[0], exc)
+                _settle_failed(self.store, batch.items[0], exc)
             else:
                 log.warning("decision batch of %d failed; writing one by one", len(batch.items))
                 for item in batch.items:
                     try:
                         self._write(PlannedBatch([item], batch.since, batch.snapshot))
                     except Exception as one:
-                        self._settle_failed(item, one)
+                        _settle_failed(self.store, item, one)
         for item in batch.items:
             if item.future.done():
                 continue
@@ -245,22 +250,6 @@ class DecisionWriter:
                     item.future.set_exception(exc)
             elif item.plan is not None:
                 item.future.set_result(item.plan.answer)
-
-    def _settle_failed(self, item: Pending, exc: Exception) -> None:
-        """A request whose write failed because another writer (another process) logged the same
-        request id meanwhile is a repeat and gets that answer or a conflict; else it fails."""
-        if item.future.done():
-            return
-        try:
-            logged = self.store.logged_requests([item.ask.request_id])
-        except Exception:
-            logged = {}
-        if logged:
-            item.duplicate = True
-            return
-        log.error("decision %s failed", item.ask.request_id, exc_info=exc)
-        item.future.set_exception(exc)
-        item.plan = None
 
     def _write(self, batch: PlannedBatch, *, absorb: bool = False) -> None:
         """Under the write lock: take in what else is planned (`absorb`), re-plan what changed,
@@ -273,12 +262,15 @@ class DecisionWriter:
                 customer_ids=[i.ask.customer_id for i in batch.items],
                 request_ids=[i.ask.request_id for i in batch.items],
                 since=batch.since,
+                budgets=sorted(_budget_periods(batch.snapshot, batch.items)),
             )
 
         def plan(
-            locked: Mapping[str, CustomerRecord], logged: Mapping[str, str]
+            locked: Mapping[str, CustomerRecord],
+            logged: Mapping[str, str],
+            spent: Mapping[BudgetPeriod, float],
         ) -> Sequence[DecisionWrite]:
-            states, seen = dict(locked), dict(logged)
+            states, seen, left = dict(locked), dict(logged), dict(spent)
             writes: list[DecisionWrite] = []
             for item in batch.items:
                 ask = item.ask
@@ -293,10 +285,16 @@ class DecisionWriter:
                         NotFoundError("customer_id", f"unknown customer {ask.customer_id!r}")
                     )
                     continue
-                if item.plan is None or state != item.plan.state:
-                    item.plan = self._plan(ask, item.now, state, batch.snapshot, item.ids)
+                if (
+                    item.plan is None
+                    or state != item.plan.state
+                    or not item.plan.budgets.holds(left)
+                ):
+                    item.plan = self._plan(ask, item.now, state, batch.snapshot, item.ids, left)
                 seen[ask.request_id] = ask.customer_id
                 writes.append(item.plan.write)
+                for charge in item.plan.write.charges:
+                    left[charge.period] = left.get(charge.period, 0.0) + charge.amount
                 contact = item.plan.write.contact
                 if contact is not None:
                     states[ask.customer_id] = state.with_contact(
@@ -305,6 +303,29 @@ class DecisionWriter:
             return writes
 
         self.store.write_batch(take=take, plan=plan)
+
+
+def _settle_failed(store: DecisionStore, item: Pending, exc: Exception) -> None:
+    """A request whose write failed because another writer (another process) logged the same
+    request id meanwhile is a repeat and gets that answer or a conflict; else it fails."""
+    if item.future.done():
+        return
+    try:
+        logged = store.logged_requests([item.ask.request_id])
+    except Exception:
+        logged = {}
+    if logged:
+        item.duplicate = True
+        return
+    log.error("decision %s failed", item.ask.request_id, exc_info=exc)
+    item.future.set_exception(exc)
+    item.plan = None
+
+
+def _budget_periods(snapshot: CatalogSnapshot, items: Sequence[Pending]) -> set[BudgetPeriod]:
+    """The budget counters the items could spend: those of every frame of their triggers."""
+    frames = {f.id: f for i in items for f in snapshot.frames_for_trigger(i.ask.trigger)}
+    return snapshot_periods(frames.values(), (i.now for i in items))
 
 
 def _fail(items: list[Pending], exc: Exception) -> None:

@@ -125,6 +125,15 @@ class CandidateSet:
         )
         return costs
 
+    @property
+    def budget_pairs(self) -> list[tuple[str, str] | None]:
+        """Each candidate's (offer, channel) in `lines` order, None for no contact: what
+        decides which budgets it spends (`optimizer.budgets`)."""
+        pairs: list[tuple[str, str] | None] = [(c.offer, c.channel) for c in self.combinations]
+        if self.no_contact_id is not None:
+            pairs.append(None)
+        return pairs
+
     def candidate(self, index: int) -> Candidate | NoContactCandidate:
         """The candidate at `index` in `lines` order: the combinations, then `no_contact`."""
         if index == len(self.combinations) and self.no_contact_id is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +16,14 @@ from typing import Any
 import numpy as np
 
 from optimizer.answers import DecisionAnswer, FrameRef, PolicyRef, action_answer
+from optimizer.budgets import (
+    NO_CHECK,
+    BudgetCheck,
+    budget_prices,
+    charges,
+    check_budgets,
+    price_penalties,
+)
 from optimizer.core.catalog import NO_CONTACT, CatalogSnapshot, FrameVersion, SafeDefaultSpec
 from optimizer.core.decision import (
     Contact,
@@ -36,7 +44,13 @@ from optimizer.eligibility import (
 )
 from optimizer.features import context_snapshot, shared_line
 from optimizer.policy import BanditPolicy, Choice, sample_index, seed_from_id
-from optimizer.ports.decisions import DecisionWrite, LogEntry, PendingReward, ReservedContact
+from optimizer.ports.decisions import (
+    BudgetPeriod,
+    DecisionWrite,
+    LogEntry,
+    PendingReward,
+    ReservedContact,
+)
 
 SAFE_MODE_VERSION = "safe_mode"
 
@@ -63,6 +77,8 @@ class DecisionPlan:
     answer: DecisionAnswer
     write: DecisionWrite
     state: CustomerRecord
+    budgets: BudgetCheck = NO_CHECK
+    """What the plan assumed of the frame's budgets (`BudgetCheck.holds`)."""
 
 
 def request_digest(ask: DecisionAsk) -> dict[str, str]:
@@ -124,6 +140,8 @@ class _Draft:
         self.ask, self.now, self.state, self.snapshot = ask, now, state, snapshot
         self.decision_id = ids.decision
         self.contact_id = ids.contact
+        self.budgets = NO_CHECK
+        self.frame: FrameVersion | None = None
         self.entry = LogEntry(
             id=self.decision_id,
             request_id=ask.request_id,
@@ -166,8 +184,18 @@ class _Draft:
                 window_closes_at=start + timedelta(days=window_days),
                 sent=contact is None,  # nothing to send: counts as delivered
             )
-        write = DecisionWrite(entry=entry, contact=contact, reward=reward)
-        return DecisionPlan(decision=decision, answer=answer, write=write, state=self.state)
+        spends: tuple[Any, ...] = ()
+        if isinstance(decision, Contact) and self.frame is not None and self.frame.spec.budgets:
+            spends = charges(
+                self.frame,
+                self.now,
+                offer=self.snapshot.offers[decision.offer],
+                channel=decision.channel,
+            )
+        write = DecisionWrite(entry=entry, contact=contact, reward=reward, charges=spends)
+        return DecisionPlan(
+            decision=decision, answer=answer, write=write, state=self.state, budgets=self.budgets
+        )
 
     def answer(self, decision: Decision, **fields: Any) -> DecisionAnswer:
         reason = decision.reason if isinstance(decision, NoContact) else DecisionReason.policy
@@ -193,8 +221,13 @@ def plan_decision(
     policy_for: PolicyLookup,
     combinations: CombinationLookup,
     ids: PlanIds,
+    budgets: Mapping[BudgetPeriod, float] | None = None,
 ) -> DecisionPlan:
-    """Frame, candidates, holdout, safe mode and the policy's choice, in that order."""
+    """Frame, candidates, budgets, holdout, safe mode and the policy's choice, in that order.
+
+    `budgets` is the spend of the frame's budget counters (`optimizer.budgets`; a counter not
+    in it has spent nothing): a combination whose spend does not fit is not a candidate, and
+    the policy's predictions are lowered by the budgets' pacing prices."""
     profile = state.profile
     draft = _Draft(ask, now, state, snapshot, ids)
     customer = profile.state(state.consents, local_now(now, profile.time_zone).date())
@@ -213,6 +246,21 @@ def plan_decision(
         now=now,
         combinations=combinations(frame, customer.language, customer.health_class),
     )
+    spent: Mapping[BudgetPeriod, float] = budgets or {}
+    prices: dict[BudgetPeriod, float] = {}
+    if frame.spec.budgets:
+        draft.frame = frame
+        pairs = [(c.offer, c.channel) for c in candidate_set.combinations]
+        draft.budgets, stopped = check_budgets(frame, now, pairs, snapshot.offers, spent)
+        if draft.budgets.blocked:
+            kept = tuple(
+                c
+                for c in candidate_set.combinations
+                if (c.offer, c.channel) not in draft.budgets.blocked
+            )
+            candidate_set = replace(candidate_set, combinations=kept)
+        trace = {**trace, **stopped}
+        prices = budget_prices(frame, now, spent)
     trace = {**trace, **candidate_set.trace}
     policy = policy_for(frame)
     context = context_snapshot(
@@ -231,6 +279,7 @@ def plan_decision(
         candidate_action_ids=action_ids,
         frame_key=frame.key,
         frame_version=frame.version,
+        budget_prices={p.budget_key: price for p, price in prices.items()} if prices else None,
     )
 
     if not candidate_set.has_contact:
@@ -270,6 +319,17 @@ def plan_decision(
         limit = frame.spec.guardrails.max_offer_cost_per_decision
         # no candidate costs more than max_offer_cost: at or below the limit nothing to cap
         capped = frame.spec.max_offer_cost > limit
+        penalties = None
+        if any(prices.values()):
+            low, high = frame.spec.attribution.reward_range(frame.spec.max_offer_cost)
+            penalties = price_penalties(
+                frame,
+                now,
+                candidate_set.budget_pairs,
+                snapshot.offers,
+                prices,
+                reward_span=high - low,
+            )
         choice = policy.choose(
             shared_line(context),
             candidate_set.lines,
@@ -277,6 +337,7 @@ def plan_decision(
             floor_share=policy.floor_share(frame.spec.exploration),
             costs=candidate_set.offer_costs(snapshot.offers) if capped else None,
             max_expected_cost=limit,
+            penalties=penalties,
         )
         policy_ref = PolicyRef(name=policy.name, version=policy.version)
     return _chosen(draft, candidate_set, choice, policy_ref, frame_ref, frame)

@@ -114,17 +114,27 @@ class BanditPolicy:
         floor_share: float,
         costs: FloatArray | None = None,
         max_expected_cost: float | None = None,
+        penalties: FloatArray | None = None,
     ) -> FloatArray:
         """The pmf over `actions`; with `costs` and `max_expected_cost`, kept so that its
         expected offer cost stays within the frame's limit (`optimizer.cost_limit`): a tuned
-        model prices offer cost into its predictions, and every distribution is capped."""
+        model prices offer cost into its predictions, and every distribution is capped.
+
+        `penalties` lower each candidate's predicted reward before exploring (the budgets'
+        pacing prices, `optimizer.budgets`); a model that only returns its own distribution
+        (VW's exploration) or an untrained one has no predictions to lower."""
         k = len(actions)
         if k == 0:
             raise ValueError("candidates: a distribution needs at least one candidate")
+        if penalties is not None and penalties.shape != (k,):
+            raise ValueError(f"penalties: expected shape ({k},), got {penalties.shape}")
+        priced = penalties is not None and bool(penalties.any()) and self.prices_cost
         if not self.trained or k == 1:
             pmf = np.full(k, 1.0 / k)
         elif costs is not None and max_expected_cost is not None and self.prices_cost:
-            pmf = self._priced(shared, actions, floor_share, costs, max_expected_cost)
+            pmf = self._priced(shared, actions, floor_share, costs, max_expected_cost, penalties)
+        elif priced:
+            pmf = self._priced(shared, actions, floor_share, None, None, penalties)
         else:
             pmf = mix_with_uniform(self.model.predict(shared, actions), floor_share)
         if costs is not None and max_expected_cost is not None:
@@ -142,18 +152,25 @@ class BanditPolicy:
         shared: str,
         actions: Sequence[str],
         floor_share: float,
-        costs: FloatArray,
-        limit: float,
+        costs: FloatArray | None,
+        limit: float | None,
+        penalties: FloatArray | None = None,
     ) -> FloatArray:
-        """The tuned model's distribution with offer cost priced in just enough to keep it
-        within `limit`, the exploration floor included."""
+        """The tuned model's distribution with `penalties` added to its predicted costs (VW's
+        cost is the negative reward) and, with `costs` and `limit`, offer cost priced in just
+        enough to keep it within `limit`, the exploration floor included."""
         model = self.model
         if not isinstance(model, TunedModel):
             raise TypeError("only a tuned model's predictions can be priced")
         predicted = model.predicted_costs(shared, actions)
+        if penalties is not None:
+            predicted = predicted + penalties
+        if costs is None or limit is None:
+            return mix_with_uniform(model.explore(predicted), floor_share)
+        offer_costs = costs
 
         def at(price: float) -> FloatArray:
-            return mix_with_uniform(model.explore(predicted + price * costs), floor_share)
+            return mix_with_uniform(model.explore(predicted + price * offer_costs), floor_share)
 
         return price_within_cost(at, costs, limit)
 
@@ -166,6 +183,7 @@ class BanditPolicy:
         floor_share: float,
         costs: FloatArray | None = None,
         max_expected_cost: float | None = None,
+        penalties: FloatArray | None = None,
     ) -> Choice:
         distribution = self.distribution(
             shared,
@@ -173,6 +191,7 @@ class BanditPolicy:
             floor_share=floor_share,
             costs=costs,
             max_expected_cost=max_expected_cost,
+            penalties=penalties,
         )
         seed = seed_from_id(decision_id)
         index = sample_index(distribution, seed)

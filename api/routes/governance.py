@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ApproveKey, Principal, ReadKey
+from api.container import Container
 from api.deps import ServicesDep
 from api.errors import ERROR_RESPONSES
-from optimizer.core.catalog import KEY_PATTERN
+from optimizer.budgets import budget_status, frame_periods
+from optimizer.core.catalog import KEY_PATTERN, FrameVersion
 from optimizer.core.values import NulFreeStr, Timestamp, utcnow
 from optimizer.errors import ConflictError, NotFoundError
 from optimizer.guardrails import NORMAL, GuardrailMonitor
@@ -94,6 +96,22 @@ class SpendOut(BaseModel):
     max_offer_cost_per_decision: float
 
 
+class BudgetOut(BaseModel):
+    """A budget in its current period (in the frame's time zone): spend against the limit and
+    the linear plan, and the pacing price decisions pay now (0 at or behind plan)."""
+
+    key: str
+    measure: str
+    scope: str
+    period: str
+    period_start: date
+    period_end: date
+    limit: float
+    spent: float
+    planned: float
+    price: float
+
+
 class FrameStatusOut(BaseModel):
     key: str
     active_version: int | None
@@ -102,6 +120,7 @@ class FrameStatusOut(BaseModel):
     mode_since: datetime | None
     health: dict[str, Any] | None
     spend: SpendOut | None = None
+    budgets: list[BudgetOut] = Field(default_factory=list)
     champion: str | None = Field(description="The policy version the service serves.")
     champion_alias_tampered: str | None = Field(
         default=None,
@@ -189,6 +208,7 @@ def frame_status(
             offer_cost_per_decision=measured.offer_cost_per_decision,
             max_offer_cost_per_decision=frame.spec.guardrails.max_offer_cost_per_decision,
         )
+    budgets = _budgets(services, frame)
     serving = serving_states(services.learning).get(key) if services.source is not None else None
     return FrameStatusOut(
         key=key,
@@ -198,6 +218,7 @@ def frame_status(
         mode_since=state.changed_at if state else None,
         health=health,
         spend=spend,
+        budgets=budgets,
         champion=serving.version if serving else None,
         champion_alias_tampered=serving.tampered_alias if serving else None,
         drift=drift_of(services.policies.policy_for(frame)) if frame is not None else None,
@@ -207,6 +228,14 @@ def frame_status(
 def drift_of(policy: BanditPolicy) -> dict[str, Any] | None:
     report = policy.tuning_report()
     return None if report is None else dict(report["drift"])
+
+
+def _budgets(services: Container, frame: FrameVersion | None) -> list[BudgetOut]:
+    if frame is None or not frame.spec.budgets:
+        return []
+    now = utcnow()
+    spent = services.decisions.store.read_budgets(p for _, p in frame_periods(frame, now))
+    return [BudgetOut(**vars(b)) for b in budget_status(frame, now, spent)]
 
 
 @router.post(

@@ -336,6 +336,48 @@ class MirrorSpec(_Spec):
     days: int = Field(ge=1, le=90)
 
 
+class BudgetSpec(_Spec):
+    """A limit across customers: at most `limit` contacts (`measure: count`) or `limit` of offer
+    cost (`measure: cost`) per `period` (`day`, `week` from Monday, calendar `month`, in the
+    frame's time zone). `offer` and `channel` narrow what counts; without either, every contact
+    of the frame counts. A contact counts in the period in which it is decided, because that is
+    when it is reserved and the spend committed."""
+
+    key: Key
+    measure: Literal["count", "cost"] = "count"
+    limit: float = Field(gt=0.0, allow_inf_nan=False)
+    period: Literal["day", "week", "month"]
+    offer: Key | None = None
+    channel: Key | None = None
+    traffic: list[Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
+    """24 weights, one per local hour (00-01 … 23-24): the plan spends the budget as the traffic
+    comes, the same profile every day of the period. Without it the plan is linear in time."""
+
+    @model_validator(mode="after")
+    def _whole_count(self) -> Self:
+        if self.measure == "count" and self.limit != int(self.limit):
+            raise ValueError(f"limit: a count budget takes a whole number, got {self.limit:g}")
+        if self.traffic is not None and (len(self.traffic) != 24 or sum(self.traffic) <= 0):
+            raise ValueError("traffic: 24 hourly weights (00-01 … 23-24), not all 0")
+        return self
+
+    @property
+    def scope(self) -> str:
+        parts = [f"offer {self.offer}"] if self.offer else []
+        parts += [f"channel {self.channel}"] if self.channel else []
+        return ", ".join(parts) or "the frame"
+
+    def covers(self, offer: str, channel: str) -> bool:
+        """Whether a contact with this offer on this channel counts against the budget."""
+        return (self.offer is None or self.offer == offer) and (
+            self.channel is None or self.channel == channel
+        )
+
+    def charge(self, offer_cost: float) -> float:
+        """What one contact that counts spends of the budget."""
+        return 1.0 if self.measure == "count" else offer_cost
+
+
 class FrameSpec(_Spec):
     """One campaign's approved envelope.
 
@@ -365,6 +407,8 @@ class FrameSpec(_Spec):
     safe_default: SafeDefaultSpec | None = None
     mirror: MirrorSpec | None = None
     """Where and how long a push contact of this frame is mirrored into pull channels."""
+    budgets: list[BudgetSpec] = Field(default_factory=list)
+    """Limits across customers (`BudgetSpec`), enforced on every decision and paced."""
     policy: PolicySpec | None = None
     """The frame's own policy settings; unnamed settings take the frame's key as the name."""
     approval: ApprovalSpec | None = None
@@ -386,6 +430,10 @@ class FrameSpec(_Spec):
                 "guardrails.max_harm_per_decision limits the harm that attribution.harm prices: "
                 "set attribution.harm costs, or drop the limit"
             )
+        keys = [budget.key for budget in self.budgets]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"budgets: key {', '.join(twice)} is used twice")
         return self
 
     @field_serializer("policy")
@@ -543,6 +591,34 @@ def cross_check(catalog: CatalogSpec) -> list[tuple[Loc, str]]:
                         f"limit for channel {channel_key!r}, which the frame does not use",
                     )
                 )
+        frame_offers = {key for key, _ in frame.offer_locations()}
+        for j, budget in enumerate(frame.budgets):
+            if budget.offer is not None and budget.offer not in frame_offers:
+                problems.append(
+                    (
+                        ("frames", i, "budgets", j, "offer"),
+                        f"budget {budget.key!r} counts offer {budget.offer!r}, "
+                        "which the frame does not offer",
+                    )
+                )
+            if budget.channel is not None and budget.channel not in frame.channels:
+                problems.append(
+                    (
+                        ("frames", i, "budgets", j, "channel"),
+                        f"budget {budget.key!r} counts channel {budget.channel!r}, "
+                        "which the frame does not use",
+                    )
+                )
+            if budget.measure == "cost" and budget.offer is not None:
+                offer = index["offers"].get(budget.offer)
+                if offer is not None and offer.cost <= 0:
+                    problems.append(
+                        (
+                            ("frames", i, "budgets", j, "measure"),
+                            f"cost budget {budget.key!r} on offer {budget.offer!r}, which costs "
+                            "nothing: it would never be spent (use measure: count)",
+                        )
+                    )
         default = frame.safe_default
         if default is not None:
             allowed_offers = {key for key, _ in frame.offer_locations()}
@@ -681,6 +757,32 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
         more("mirror", old.mirror, new.mirror)
     if new.safe_default != old.safe_default:
         more("safe_default", old.safe_default, new.safe_default)
+    out += _budget_widenings(old.budgets, new.budgets)
+    return out
+
+
+def _budget_widenings(old: list[BudgetSpec], new: list[BudgetSpec]) -> list[str]:
+    """A budget removed, raised, or changed in what it counts or how widens the frame; a new
+    budget or a lower limit narrows it."""
+    out: list[str] = []
+    after = {budget.key: budget for budget in new}
+    for budget in old:
+        now = after.get(budget.key)
+        label = f"budgets.{budget.key}"
+        if now is None:
+            out.append(f"{label}: {budget.limit:g} per {budget.period} -> no budget")
+        elif (now.measure, now.period, now.offer, now.channel) != (
+            budget.measure,
+            budget.period,
+            budget.offer,
+            budget.channel,
+        ):
+            out.append(
+                f"{label}: {budget.measure} of {budget.scope} per {budget.period} -> "
+                f"{now.measure} of {now.scope} per {now.period}"
+            )
+        elif now.limit > budget.limit:
+            out.append(f"{label}: {budget.limit:g} -> {now.limit:g} per {budget.period}")
     return out
 
 

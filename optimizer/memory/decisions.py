@@ -12,6 +12,7 @@ from optimizer.core.decision import CustomerProfile, CustomerRecord, PastContact
 from optimizer.ports.decisions import (
     BatchPlanner,
     BatchTaker,
+    BudgetPeriod,
     LogEntry,
     LoggedCandidate,
     LoggedDecision,
@@ -31,6 +32,7 @@ class MemoryDecisionStore:
         self.contacts: list[ReservedContact] = []
         self.entries: dict[str, LogEntry] = {}
         self.rewards: list[PendingReward] = []
+        self.budgets: dict[BudgetPeriod, float] = {}
         self._lock = threading.Lock()
 
     def add_customer(self, profile: CustomerProfile, consents: Iterable[str] = ()) -> None:
@@ -63,15 +65,26 @@ class MemoryDecisionStore:
             digest=dict(entry.request_digest),
         )
 
+    def read_budgets(self, periods: Iterable[BudgetPeriod]) -> dict[BudgetPeriod, float]:
+        with self._lock:
+            return {p: self.budgets.get(p, 0.0) for p in periods}
+
     def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
         with self._lock:
             keys = take()
             states = self._read(keys.customer_ids, keys.since)
             logged = {r: self.entries[r].customer_id for r in keys.request_ids if r in self.entries}
-            writes = list(plan(states, logged))
+            spent = {p: self.budgets.get(p, 0.0) for p in keys.budgets}
+            writes = list(plan(states, logged, spent))
             new = [w.entry.request_id for w in writes]
             if len(set(new)) != len(new) or any(r in self.entries for r in new):
                 raise ValueError("request_id: already logged")
+            after = dict(self.budgets)
+            for charge in (c for w in writes for c in w.charges):
+                after[charge.period] = after.get(charge.period, 0.0) + charge.amount
+                if after[charge.period] > charge.limit + 1e-9:
+                    raise ValueError(f"budgets: {charge.period.budget_key} would pass its limit")
+            self.budgets = after
             for write in writes:
                 self.entries[write.entry.request_id] = write.entry
                 if write.contact is not None:

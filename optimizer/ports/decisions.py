@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,6 +21,23 @@ from optimizer.core.values import DecisionReason
 from optimizer.ports.audit import JsonValue
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+class BudgetPeriod(NamedTuple):
+    """One budget counter: a frame's budget in the period that starts on `start` (a local date
+    in the frame's time zone)."""
+
+    frame_key: str
+    budget_key: str
+    start: date
+
+
+class BudgetCharge(NamedTuple):
+    """What a decision spends of one budget counter, and the budget's limit it must stay within."""
+
+    period: BudgetPeriod
+    amount: float
+    limit: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class LogEntry:
     probability: float | None = None
     seed: int = 0
     send_at: datetime | None = None
+    budget_prices: Mapping[str, float] | None = None
+    """The pacing price of each of the frame's budgets that the distribution was priced with."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,8 @@ class DecisionWrite:
     entry: LogEntry
     contact: ReservedContact | None = None
     reward: PendingReward | None = None
+    charges: tuple[BudgetCharge, ...] = ()
+    """What the contact spends of the frame's budgets; reserved with it or not at all."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +132,12 @@ class LoggedDecision:
     eligibility_trace: Mapping[str, str]
 
 
-BatchPlanner = Callable[[Mapping[str, CustomerRecord], Mapping[str, str]], Sequence[DecisionWrite]]
-"""Given the locked customers and the request ids already logged (→ customer id), what to
-write."""
+BatchPlanner = Callable[
+    [Mapping[str, CustomerRecord], Mapping[str, str], Mapping[BudgetPeriod, float]],
+    Sequence[DecisionWrite],
+]
+"""Given the locked customers, the request ids already logged (→ customer id) and the spend of
+the locked budget counters, what to write."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,8 @@ class BatchKeys:
     customer_ids: Sequence[str]
     request_ids: Sequence[str]
     since: datetime
+    budgets: Sequence[BudgetPeriod] = ()
+    """The budget counters the batch may spend: locked (created at 0 if new) before planning."""
 
 
 BatchTaker = Callable[[], BatchKeys]
@@ -144,10 +170,15 @@ class DecisionStore(Protocol):
 
     def stored_request(self, request_id: str) -> StoredRequest | None: ...
 
+    def read_budgets(self, periods: Iterable[BudgetPeriod]) -> dict[BudgetPeriod, float]:
+        """The spend of each counter (0 for one never spent), without locks."""
+        ...
+
     def write_batch(self, *, take: BatchTaker, plan: BatchPlanner) -> None:
         """In one transaction: take the write lock, ask `take` for the batch, lock and read its
-        customers, find its logged request ids, let `plan` say what to write, write it all and
-        commit. A request id logged twice fails the whole batch."""
+        customers and budget counters, find its logged request ids, let `plan` say what to
+        write, write it all, add each write's budget charges and commit. A request id logged
+        twice, or a charge that would take a counter past its limit, fails the whole batch."""
         ...
 
     def logged_decision(self, decision_id: uuid.UUID) -> LoggedDecision | None: ...

@@ -53,3 +53,39 @@ def test_frame_status_says_when_the_serving_policy_found_drift(client: Any) -> N
     assert drift["drifting"] is True
     assert drift["alarms"] == 1
     assert drift["since_reward"] > 3_000
+
+
+def test_frame_status_shows_each_budget_against_its_limit_and_plan(
+    client: Any, example_catalog: Any
+) -> None:
+    from campaign_db.catalog import load_catalog
+    from campaign_db.engine import session_scope
+    from optimizer.core.catalog import BudgetSpec
+
+    services = client.app.state.services
+    budget = BudgetSpec(key="contacts", limit=3, period="week")
+    frames = [
+        f.model_copy(update={"budgets": [budget]}) if f.key == "churn_prevention" else f
+        for f in example_catalog.frames
+    ]
+    with session_scope(services.engine, write=True) as session:  # a budget narrows: at once
+        load_catalog(
+            session,
+            catalog=example_catalog.model_copy(update={"frames": frames}),
+            source="budget",
+            actor="test",
+        )
+    services.catalog.refresh()
+    answers = serve_churn_decisions(services.engine, customers_n=10, start=utcnow())
+
+    response = client.get("/v1/frames/churn_prevention/status")
+
+    assert response.status_code == 200, response.text
+    [shown] = response.json()["budgets"]
+    assert shown["key"] == "contacts"
+    assert shown["limit"] == 3
+    assert shown["spent"] == sum(a.contact for a in answers) <= 3
+    assert 0 <= shown["planned"] <= 3
+    assert shown["price"] >= 0
+    assert shown["period"] == "week"
+    assert client.get("/v1/frames/upsell/status").json()["budgets"] == []

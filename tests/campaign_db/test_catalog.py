@@ -108,6 +108,28 @@ BAD_CATALOGS = [
         "frames[0].policy.bits",
         "less than or equal to 28",
     ),
+    (
+        "budget_unknown_offer",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: free_months, limit: 5000, "
+        "period: week, offer: free_mnth}\n",
+        "frames[0].budgets[0].offer",
+        "counts offer 'free_mnth', which the frame does not offer",
+    ),
+    (
+        "budget_without_period",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: calls, limit: 800}\n",
+        "frames[0].budgets[0].period",
+        "field required",
+    ),
+    (
+        "budget_fractional_count",
+        "    max_offer_cost: 12\n",
+        "    max_offer_cost: 12\n    budgets:\n      - {key: calls, limit: 80.5, period: day}\n",
+        "frames[0].budgets[0]",
+        "a count budget takes a whole number",
+    ),
 ]
 
 
@@ -380,6 +402,22 @@ def test_harm_costs_are_stored_with_the_reward_range_they_widen(
     assert stored.reward_range == pytest.approx([-10.05, 1.0])
 
 
+def test_raising_or_removing_a_budget_widens_and_adding_or_lowering_narrows() -> None:
+    from optimizer.core.catalog import BudgetSpec, frame_widenings
+
+    old = read_catalog(MINIMAL).frames[0]
+    week = BudgetSpec(key="free_months", limit=5000, period="week", offer="free_month")
+    budgeted = old.model_copy(update={"budgets": [week]})
+    raised = old.model_copy(update={"budgets": [week.model_copy(update={"limit": 6000.0})]})
+    lowered = old.model_copy(update={"budgets": [week.model_copy(update={"limit": 4000.0})]})
+    monthly = old.model_copy(update={"budgets": [week.model_copy(update={"period": "month"})]})
+    assert frame_widenings(old, budgeted) == []
+    assert frame_widenings(budgeted, lowered) == []
+    assert frame_widenings(budgeted, raised) == ["budgets.free_months: 5000 -> 6000 per week"]
+    assert frame_widenings(budgeted, old) == ["budgets.free_months: 5000 per week -> no budget"]
+    assert [w.split(":")[0] for w in frame_widenings(budgeted, monthly)] == ["budgets.free_months"]
+
+
 def test_changed_block_is_updated_in_place(engine: Engine, tmp_path: Path) -> None:
     with session_scope(engine, write=True) as session:
         load_catalog(session, catalog=read_catalog(MINIMAL), source="v1", actor="test")
@@ -527,3 +565,15 @@ def test_cli_refuses_billion_laughs_without_a_traceback(tmp_path: Path) -> None:
     assert str(file) in result.output
     assert "aliases expanded" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_frame_without_budgets_keeps_the_content_it_had_before_budgets_existed() -> None:
+    from campaign_db.catalog import frame_content
+    from optimizer.core.catalog import BudgetSpec
+
+    frame = read_catalog(MINIMAL).frames[0]
+    assert "budgets" not in frame_content(frame)
+    budget = BudgetSpec(key="calls", limit=800, period="day")
+    budgeted = frame.model_copy(update={"budgets": [budget]})
+    assert frame_content(budgeted)["budgets"][0]["limit"] == 800
+    assert FrameSpec.model_validate(frame_content(budgeted)).budgets == [budget]

@@ -20,6 +20,7 @@ from optimizer.core.values import DecisionReason, new_id
 from optimizer.memory.decisions import MemoryDecisionStore
 from optimizer.ports.decisions import (
     BatchKeys,
+    BudgetPeriod,
     DecisionStore,
     DecisionWrite,
     LogEntry,
@@ -134,7 +135,9 @@ def _write_all(store: DecisionStore, writes: Sequence[DecisionWrite]) -> list[ob
     shown: list[object] = []
 
     def plan(
-        states: Mapping[str, CustomerRecord], logged: Mapping[str, str]
+        states: Mapping[str, CustomerRecord],
+        logged: Mapping[str, str],
+        spent: Mapping[BudgetPeriod, float],
     ) -> Sequence[DecisionWrite]:
         shown.extend([dict(states), dict(logged)])
         return writes
@@ -185,7 +188,9 @@ def test_the_planner_sees_the_locked_customers_and_the_request_ids_already_logge
     again: list[object] = []
 
     def plan(
-        states: Mapping[str, CustomerRecord], logged: Mapping[str, str]
+        states: Mapping[str, CustomerRecord],
+        logged: Mapping[str, str],
+        spent: Mapping[BudgetPeriod, float],
     ) -> Sequence[DecisionWrite]:
         again.append(dict(logged))
         return []
