@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from api.container import build_container
 from api.errors import BodySizeLimit, install_error_handlers
 from api.observability import RequestMetrics, configure_logging
-from api.routes import customers, decisions, feedback, governance, health, outbound
+from api.routes import customers, decisions, feedback, governance, health, outbound, rankings
 from api.settings import Settings
 from api.ui import routes as ui
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)
     app.include_router(health.router)
     app.include_router(decisions.router)
+    app.include_router(rankings.router)
     app.include_router(customers.router)
     app.include_router(feedback.router)
     app.include_router(outbound.router)

@@ -30,6 +30,7 @@ from campaign_db.governance import SqlGovernanceStore
 from campaign_db.keys import SqlKeyStore
 from campaign_db.learning import SqlLearningStore
 from campaign_db.outbox import SqlOutboxStore
+from campaign_db.rankings import SqlRankingStore
 from campaign_db.rewards import SqlRewardStore
 from offline_eval.gate import GateConfig
 from optimizer.core.values import IdSource, clock_id
@@ -43,6 +44,7 @@ from optimizer.ports.governance import GovernanceStore
 from optimizer.ports.learning import LearningStore
 from optimizer.ports.outbox import OutboxStore
 from optimizer.ports.rewards import RewardStore
+from optimizer.rankings import RankingService
 from optimizer.serving import CatalogCache, CheckpointSource, ModelSource, PolicyPool
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ class Container:
     catalog: CatalogCache
     policies: PolicyPool
     decisions: DecisionService
+    rankings: RankingService
     checkpointer: Checkpointer
     reloader: PolicyReloader
     readiness: ReadinessProbe
@@ -138,6 +141,7 @@ class Container:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.decisions.close()
+        self.rankings.close()
         self.reloader.stop()
         self.checkpointer.stop()
         self.checkpointer.checkpoint()
@@ -175,6 +179,9 @@ def build_container(
         policies=policies,
         decisions=DecisionService(
             SqlDecisionStore(engine), catalog=catalog, policies=policies, ids=ids
+        ),
+        rankings=RankingService(
+            SqlRankingStore(engine), catalog=catalog, policies=policies, ids=ids
         ),
         checkpointer=Checkpointer(engine),
         reloader=reloader,

@@ -26,6 +26,7 @@ from optimizer.ports.governance import GuardrailStore
 from optimizer.ports.learning import ServingRecords
 from optimizer.ports.outbox import OutboxStore
 from optimizer.ports.rewards import RewardStore
+from optimizer.rankings import RankingService
 from optimizer.rewards import finalize_due
 from optimizer.serving import CatalogCache
 
@@ -49,6 +50,8 @@ class JobServices(Protocol):
     def catalog(self) -> CatalogCache: ...
     @property
     def decisions(self) -> DecisionService: ...
+    @property
+    def rankings(self) -> RankingService: ...
     @property
     def source(self) -> PolicyRegistry | None: ...
     @property
@@ -148,7 +151,9 @@ class SchedulerRunner:
     # --- the jobs: one domain call each --------------------------------------------------------
 
     def finalize(self) -> None:
-        finalize_due(self.services.rewards, now=utcnow())
+        now = utcnow()
+        finalize_due(self.services.rewards, now=now)
+        self.services.rankings.finalize_due(now=now)  # after push rewards: one sequence
 
     def learn(self) -> None:
         self.learner.run_until_caught_up()

@@ -9,13 +9,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from optimizer.answers import DecisionAnswer
-from optimizer.core.catalog import KEY_PATTERN
+from optimizer.answers import DecisionAnswer, OfferAnswer
+from optimizer.core.catalog import KEY_PATTERN, CatalogSnapshot
 from optimizer.core.decision import DecisionAsk
 from optimizer.core.values import JsonFloat, NulFreeStr, Timestamp, refuse_nul
 from optimizer.feedback import ConversionReport, EventKind, EventReport
 from optimizer.ports.decisions import LoggedDecision
 from optimizer.ports.feedback import ConversionStatus
+from optimizer.ports.rankings import SlotEventKind, StoredRanking
+from optimizer.ranking import MAX_SLOTS, Mirrored, RankingAnswer, RankingAsk
 
 # --- decisions -------------------------------------------------------------------------------
 
@@ -177,3 +179,131 @@ class RewardResult(BaseModel):
     decision_id: uuid.UUID
     value: float
     status: str
+
+
+# --- rankings for pull channels --------------------------------------------------------------
+
+
+class RankingRequest(BaseModel):
+    """What a web portal or app asks: which offers to show this customer in `slots` slots?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: RequestId = Field(description="idempotency key: a retry returns the same answer")
+    customer_id: CustomerId
+    trigger: BlockKey = Field(description="the frame's trigger, e.g. the page's occasion")
+    channel: BlockKey = Field(description="the pull channel that shows the slots")
+    slots: int = Field(ge=1, le=MAX_SLOTS, description="how many slots the page has (1-20)")
+    exclude_offers: list[BlockKey] = Field(
+        default_factory=list, max_length=64, description="offers not to show"
+    )
+    context: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue],
+        AfterValidator(refuse_nul),
+    ] = Field(default_factory=dict, max_length=32, description="extra context attributes")
+    now: Annotated[Timestamp | None, AfterValidator(check_now)] = Field(
+        default=None, description="ranking time (default: the server clock), as for decisions"
+    )
+
+    def ask(self) -> RankingAsk:
+        return RankingAsk(
+            request_id=self.request_id,
+            customer_id=self.customer_id,
+            trigger=self.trigger,
+            channel=self.channel,
+            slots=self.slots,
+            exclude_offers=tuple(self.exclude_offers),
+            context=self.context,
+            now=self.now,
+        )
+
+
+class SlotEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: IdempotencyKey = Field(description="idempotency key of the event")
+    slot: int = Field(ge=1, le=MAX_SLOTS, description="the slot (1 is the first)")
+    kind: SlotEventKind
+    occurred_at: Timestamp | None = None
+
+
+class SlotEventResult(BaseModel):
+    ranking_id: uuid.UUID
+    slot: int
+    kind: SlotEventKind
+    offer: str
+    duplicate: bool
+
+
+class MirroredOffer(BaseModel):
+    decision_id: uuid.UUID = Field(description="the push decision whose offer is mirrored")
+    frame: str
+    offer: OfferAnswer
+    text: str
+    channels: list[str] = Field(description="the pull channels it is shown in")
+    since: datetime
+    until: datetime
+
+
+class MirroredOffers(BaseModel):
+    customer_id: str
+    offers: list[MirroredOffer]
+
+    @classmethod
+    def of(
+        cls, customer_id: str, mirrors: list[Mirrored], snapshot: CatalogSnapshot
+    ) -> MirroredOffers:
+        offers = []
+        for m in mirrors:
+            offer = snapshot.offers.get(m.offer)
+            if offer is None:  # gone from the catalog since
+                continue
+            offers.append(
+                MirroredOffer(
+                    decision_id=m.decision_id,
+                    frame=m.frame_key,
+                    offer=OfferAnswer(
+                        key=offer.key,
+                        name=offer.name,
+                        kind=offer.kind.value,
+                        cost=offer.cost,
+                        value=offer.value,
+                        currency=offer.currency,
+                    ),
+                    text=m.text,
+                    channels=list(m.channels),
+                    since=m.since,
+                    until=m.until,
+                )
+            )
+        return cls(customer_id=customer_id, offers=offers)
+
+
+class LoggedSlot(BaseModel):
+    slot: int
+    action_id: int
+    offer: str
+    text: str
+    candidate_action_ids: list[int]
+    probabilities: list[float] = Field(description="the distribution the slot was drawn from")
+    probability: float = Field(description="of the pick, given the slots before")
+    seed: int
+    forced: bool
+
+
+class RankingRecord(BaseModel):
+    """The logged ranking: why this customer was shown these offers (GET /v1/rankings/{id})."""
+
+    answer: RankingAnswer
+    context: dict[str, Any]
+    slots: list[LoggedSlot]
+    eligibility_trace: dict[str, str]
+
+    @classmethod
+    def of(cls, stored: StoredRanking) -> RankingRecord:
+        return cls(
+            answer=RankingAnswer.model_validate(stored.answer),
+            context=dict(stored.context),
+            slots=[LoggedSlot.model_validate(s.to_json()) for s in stored.slots],
+            eligibility_trace=dict(stored.eligibility_trace),
+        )

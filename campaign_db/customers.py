@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, text, update
+from sqlalchemy import Connection, Engine, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -22,6 +22,8 @@ from campaign_db.models import (
     DecisionLog,
     HealthClassChange,
     Outbox,
+    RankingEvent,
+    RankingLog,
     table_of,
 )
 from campaign_db.models import Consent as ConsentRow
@@ -160,6 +162,28 @@ def add_customers(
         session.connection().execute(text("ANALYZE"))
 
 
+def erase_from_rankings(connection: Connection, *, customer_id: str, alias: str) -> None:
+    """Replace the customer id in ranking logs (and their answers) and slot events."""
+    rankings = table_of(RankingLog)
+    logged = connection.execute(
+        rankings.select()
+        .with_only_columns(rankings.c.id, rankings.c.response)
+        .where(rankings.c.customer_id == customer_id)
+    ).all()
+    for ranking_id, response in logged:
+        answer = dict(response or {})
+        answer["customer_id"] = alias
+        connection.execute(
+            update(rankings)
+            .where(rankings.c.id == ranking_id)
+            .values(customer_id=alias, response=answer)
+        )
+    events = table_of(RankingEvent)
+    connection.execute(
+        update(events).where(events.c.customer_id == customer_id).values(customer_id=alias)
+    )
+
+
 def erase_customer(
     session: Session, *, customer_id: str, salt: str, actor: str, now: datetime
 ) -> bool:
@@ -192,6 +216,7 @@ def erase_customer(
         .where(_conversions.c.customer_id == customer_id)
         .values(customer_id=alias)
     )
+    erase_from_rankings(connection, customer_id=customer_id, alias=alias)
     subjects = connection.execute(
         _audit.select()
         .with_only_columns(_audit.c.id, _audit.c.subject)

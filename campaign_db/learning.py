@@ -11,13 +11,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from campaign_db.audit import add_audit
 from campaign_db.engine import session_scope
-from campaign_db.models import DecisionLog, LearnerCheckpoint, Reward, ServingPolicy
+from campaign_db.models import (
+    DecisionLog,
+    LearnerCheckpoint,
+    RankingLog,
+    Reward,
+    ServingPolicy,
+    SlotReward,
+)
 from optimizer.core.policy_spec import PolicySpec
 from optimizer.ports.audit import AuditEntry
 from optimizer.ports.learning import (
@@ -62,7 +70,7 @@ def final_rewards_after(
     if through is not None:
         query = query.where(col(Reward.sequence) <= through)
     rows = session.execute(query.order_by(col(Reward.sequence)).limit(limit)).all()
-    return [
+    pushed = [
         LearnableReward(
             sequence=int(seq),
             policy_name=str(name),
@@ -74,6 +82,62 @@ def final_rewards_after(
         )
         for seq, name, context, ids, chosen, probability, value in rows
     ]
+    slots = final_slot_rewards_after(
+        session, cursor=cursor, limit=limit, policy_name=policy_name, through=through
+    )
+    if not slots:
+        return pushed
+    return sorted(pushed + slots, key=lambda r: r.sequence)[:limit]
+
+
+def final_slot_rewards_after(
+    session: Session,
+    *,
+    cursor: int,
+    limit: int,
+    policy_name: str | None = None,
+    through: int | None = None,
+) -> list[LearnableReward]:
+    """Final rewards of ranking slots, each learned as the choice among the candidates left for
+    its slot, with the slot in its context (`optimizer.features.shared_line`)."""
+    query = (
+        select(  # type: ignore[call-overload]
+            SlotReward.sequence,
+            SlotReward.slot,
+            RankingLog.policy_name,
+            RankingLog.context,
+            RankingLog.slots,
+            SlotReward.value,
+        )
+        .join(RankingLog, col(RankingLog.id) == col(SlotReward.ranking_id))
+        .where(
+            SlotReward.status == "final",
+            col(SlotReward.sequence) > cursor,
+            col(RankingLog.policy_name).is_not(None),
+        )
+    )
+    if policy_name is not None:
+        query = query.where(RankingLog.policy_name == policy_name)
+    if through is not None:
+        query = query.where(col(SlotReward.sequence) <= through)
+    rows = session.execute(query.order_by(col(SlotReward.sequence)).limit(limit)).all()
+    out = []
+    for seq, slot, name, context, slots, value in rows:
+        pick = next((s for s in slots if int(s["slot"]) == int(slot)), None)
+        if pick is None or pick.get("forced"):
+            continue
+        out.append(
+            LearnableReward(
+                sequence=int(seq),
+                policy_name=str(name),
+                context={**context, "slot": int(slot)},
+                action_ids=np.asarray(pick["candidate_action_ids"], dtype=np.int32),
+                chosen_action_id=int(pick["action_id"]),
+                probability=float(pick["probability"]),
+                reward=float(value),
+            )
+        )
+    return out
 
 
 def newest_checkpoint(

@@ -494,6 +494,66 @@ def table_of(model: type[SQLModel]) -> Table:
     return table
 
 
+# --- rankings for pull channels --------------------------------------------------------------
+
+
+class RankingLog(SQLModel, table=True):
+    """One append-only record per ranking: every slot with the candidates left for it, the
+    distribution it was drawn from and its pick; self-sufficient for offline evaluation."""
+
+    __tablename__ = "ranking_log"
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    request_id: str = Field(max_length=128, unique=True)
+    created_at: datetime = _utc_now(index=True)
+    customer_id: str = Field(max_length=64, index=True)
+    trigger_key: str = Field(max_length=64)
+    channel_key: str = Field(max_length=64)
+    frame_key: str | None = Field(default=None, max_length=64, index=True)
+    frame_version: int | None = None
+    catalog_revision: int | None = None
+    policy_name: str | None = Field(default=None, max_length=128)
+    policy_version: str | None = Field(default=None, max_length=64)
+    reason: str = Field(sa_type=String(24))
+    context: dict[str, Any] = _json_dict()
+    slots: list[Any] = _json_list()
+    eligibility_trace: dict[str, Any] | None = _json_optional()
+    response: dict[str, Any] = _json_dict()
+    request_digest: dict[str, str] = _json_dict()
+
+
+class RankingEvent(SQLModel, table=True):
+    """An impression, click or conversion of one slot of a ranking."""
+
+    __tablename__ = "ranking_event"
+    __table_args__ = (
+        UniqueConstraint("ranking_id", "slot", "kind"),
+        Index("ix_ranking_event_impressions", "customer_id", "channel_key", "occurred_at"),
+    )
+    event_id: str = Field(primary_key=True, max_length=128)
+    ranking_id: uuid.UUID = Field(foreign_key="ranking_log.id", index=True)
+    slot: int
+    kind: str = Field(sa_type=String(16))
+    customer_id: str = Field(max_length=64)
+    channel_key: str = Field(max_length=64)
+    offer_key: str = Field(max_length=64)
+    occurred_at: datetime = _utc_required()
+    received_at: datetime = _utc_now()
+
+
+class SlotReward(SQLModel, table=True):
+    """The reward of one chosen slot: pending until its window closes, then final with a
+    number in the same sequence as `Reward.sequence`, so the online learner reads both."""
+
+    __tablename__ = "slot_reward"
+    ranking_id: uuid.UUID = Field(foreign_key="ranking_log.id", primary_key=True)
+    slot: int = Field(primary_key=True)
+    status: str = Field(default="pending", sa_type=String(16), index=True)
+    window_closes_at: datetime = _utc_required(index=True)
+    value: float | None = None
+    finalized_at: datetime | None = _utc_optional()
+    sequence: int | None = Field(default=None, unique=True)
+
+
 CHUNK = 1000
 """Keys per `IN (…)` list: well inside SQLite's limit on bound parameters."""
 
@@ -525,8 +585,11 @@ __all__ = [
     "LearnerCheckpoint",
     "Offer",
     "Outbox",
+    "RankingEvent",
+    "RankingLog",
     "Reward",
     "SendTime",
+    "SlotReward",
     "Text",
     "Trigger",
     "table_of",

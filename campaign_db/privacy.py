@@ -19,7 +19,10 @@ from campaign_db.models import (
     HealthClassChange,
     LearnerCheckpoint,
     Outbox,
+    RankingEvent,
+    RankingLog,
     Reward,
+    SlotReward,
     table_of,
 )
 from optimizer.core.privacy import pseudonym
@@ -66,7 +69,7 @@ def purge_before(
     audit_before: datetime,
     keep_checkpoints: int = 20,
 ) -> Purged:
-    """Delete decision logs (with their rewards, events and outbox rows), conversions,
+    """Delete decision and ranking logs (with their rewards, events and outbox rows), conversions,
     contacts and health-class changes older than `logs_before`, audit entries older than
     `audit_before`, and all but the newest `keep_checkpoints` learner checkpoints per policy."""
     connection = session.connection()
@@ -75,6 +78,15 @@ def purge_before(
         t = table_of(table)
         connection.execute(t.delete().where(t.c.decision_id.in_(old)))
     decisions = connection.execute(_logs.delete().where(_logs.c.created_at < logs_before)).rowcount
+    rankings = table_of(RankingLog)
+    old_rankings = (
+        rankings.select()
+        .with_only_columns(rankings.c.id)
+        .where(rankings.c.created_at < logs_before)
+    )
+    for ranked in (table_of(SlotReward), table_of(RankingEvent)):
+        connection.execute(ranked.delete().where(ranked.c.ranking_id.in_(old_rankings)))
+    connection.execute(rankings.delete().where(rankings.c.created_at < logs_before))
     conversions = connection.execute(
         _conversions.delete().where(_conversions.c.occurred_at < logs_before)
     ).rowcount

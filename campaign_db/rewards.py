@@ -10,7 +10,16 @@ from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, col, select
 
 from campaign_db.engine import session_scope
-from campaign_db.models import Action, DecisionFrame, DecisionLog, Offer, Reward, chunks, table_of
+from campaign_db.models import (
+    Action,
+    DecisionFrame,
+    DecisionLog,
+    Offer,
+    Reward,
+    SlotReward,
+    chunks,
+    table_of,
+)
 from optimizer.core.catalog import HarmSpec
 from optimizer.ports.rewards import ClosedReward, DueReward, RewardTerms
 
@@ -119,8 +128,10 @@ def close_rewards(session: Session, *, closed: Sequence[ClosedReward], now: date
 
 
 def next_reward_sequence(session: Session) -> int:
+    """The next number in the learner's sequence, which push and ranking slot rewards share."""
     current = session.exec(select(func.max(Reward.sequence))).one()
-    return int(current or 0) + 1
+    slots = session.exec(select(func.max(SlotReward.sequence))).one()
+    return max(int(current or 0), int(slots or 0)) + 1
 
 
 class SqlRewardStore:

@@ -79,7 +79,11 @@ def shared_line(context: Mapping[str, Any]) -> str:
         elif value is not None:
             parts.append(f"{token(name)}={token(value)}")
     hour, weekday = int(context.get("hour", 0)), int(context.get("weekday", 0))
-    parts += [f"|t {token(context['trigger'])}", f"|h h{hour} wd{weekday} we{int(weekday >= 5)}"]
+    trigger = f"|t {token(context['trigger'])}"
+    slot = context.get("slot")
+    if slot is not None:  # a ranking's slot: crossed with the offer (`to`), learned per slot
+        trigger += f" slot{int(slot)}"
+    parts += [trigger, f"|h h{hour} wd{weekday} we{int(weekday >= 5)}"]
     return " ".join(parts)
 
 

@@ -149,7 +149,14 @@ def store_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 SERVICE_THREADS = frozenset(
-    {"decision-planner", "decision-writer", "policy-reload", "leader", "wal-checkpoint"}
+    {
+        "decision-planner",
+        "decision-writer",
+        "ranking-writer",
+        "policy-reload",
+        "leader",
+        "wal-checkpoint",
+    }
 )
 """Threads of the service that its `close` stops; one left running holds its policies and
 models (and its database connections) until the process ends."""

@@ -229,12 +229,22 @@ class QuietHours(_Spec):
     end: Clock
 
 
+class ImpressionLimit(_Spec):
+    """On a pull channel: the same offer shown to a customer at most `same_offer` times within
+    `days`. An impression is not a contact: it counts against no push cap."""
+
+    same_offer: int = Field(ge=1)
+    days: int = Field(default=1, ge=1, le=366)
+
+
 class ContactPolicySpec(_Spec):
     once_per_customer_days: int = Field(default=30, ge=1, le=3660)
     channel_limits: dict[Key, Limit] = Field(default_factory=dict)
     fatigue_cap: Limit = Limit(max=4, days=30)
     min_gap_hours: float = Field(default=24.0, ge=0.0, le=24 * 90)
     quiet_hours: QuietHours | None = QuietHours(start="21:00", end="08:00")
+    impression_limits: dict[Key, ImpressionLimit] = Field(default_factory=dict)
+    """Per pull channel (a channel block of kind `pull`), how often one offer may be shown."""
 
 
 class GuardrailSpec(_Spec):
@@ -319,6 +329,13 @@ class SafeDefaultSpec(_Spec):
     send_time: Key | None = None
 
 
+class MirrorSpec(_Spec):
+    """A push contact's offer shown in these pull channels for `days` after it is sent."""
+
+    channels: list[Key] = Field(min_length=1)
+    days: int = Field(ge=1, le=90)
+
+
 class BudgetSpec(_Spec):
     """A limit across customers: at most `limit` contacts (`measure: count`) or `limit` of offer
     cost (`measure: cost`) per `period` (`day`, `week` from Monday, calendar `month`, in the
@@ -388,6 +405,8 @@ class FrameSpec(_Spec):
     holdout_share: float = Field(default=0.05, ge=0.0, le=0.5)
     attribution: AttributionSpec = AttributionSpec()
     safe_default: SafeDefaultSpec | None = None
+    mirror: MirrorSpec | None = None
+    """Where and how long a push contact of this frame is mirrored into pull channels."""
     budgets: list[BudgetSpec] = Field(default_factory=list)
     """Limits across customers (`BudgetSpec`), enforced on every decision and paced."""
     policy: PolicySpec | None = None
@@ -531,6 +550,39 @@ def cross_check(catalog: CatalogSpec) -> list[tuple[Loc, str]]:
             ref(("frames", i, "channels", j), "channels", channel_key, "channel")
         for j, send_time in enumerate(frame.send_times):
             ref(("frames", i, "send_times", j), "send_times", send_time, "send time")
+        for channel_key in frame.contact_policy.impression_limits:
+            loc = ("frames", i, "contact_policy", "impression_limits", channel_key)
+            block = index["channels"].get(channel_key)
+            if channel_key not in frame.channels:
+                problems.append(
+                    (
+                        loc,
+                        f"impression limit for channel {channel_key!r}, not a frame channel",
+                    )
+                )
+            elif block is not None and block.kind is not ChannelKind.pull:
+                problems.append(
+                    (
+                        loc,
+                        f"impression limit for push channel {channel_key!r} (use channel_limits)",
+                    )
+                )
+        for j, channel_key in enumerate(frame.mirror.channels if frame.mirror else []):
+            block = index["channels"].get(channel_key)
+            if channel_key not in frame.channels:
+                problems.append(
+                    (
+                        ("frames", i, "mirror", "channels", j),
+                        f"mirror channel {channel_key!r} is not a channel of the frame",
+                    )
+                )
+            elif block is not None and block.kind is not ChannelKind.pull:
+                problems.append(
+                    (
+                        ("frames", i, "mirror", "channels", j),
+                        f"mirror channel {channel_key!r} is a push channel (mirror into pull)",
+                    )
+                )
         for channel_key in frame.contact_policy.channel_limits:
             if channel_key not in frame.channels:
                 problems.append(
@@ -654,6 +706,20 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
         ):
             more(label, f"{old_limit.max}/{old_limit.days}d", f"{new_limit.max}/{new_limit.days}d")
 
+    for channel, old_cap in sorted(a.impression_limits.items()):
+        new_cap = b.impression_limits.get(channel)
+        label = f"impression_limits.{channel}"
+        if new_cap is None:
+            more(label, f"{old_cap.same_offer}/{old_cap.days}d", "no limit")
+        elif new_cap.same_offer > old_cap.same_offer or (
+            new_cap.same_offer / new_cap.days > old_cap.same_offer / old_cap.days
+        ):
+            more(
+                label,
+                f"{old_cap.same_offer}/{old_cap.days}d",
+                f"{new_cap.same_offer}/{new_cap.days}d",
+            )
+
     e, f = old.exploration, new.exploration
     if f.max_epsilon > e.max_epsilon:
         more("exploration.max_epsilon", e.max_epsilon, f.max_epsilon)
@@ -683,6 +749,12 @@ def frame_widenings(old: FrameSpec, new: FrameSpec) -> list[str]:
             old.attribution.model_dump(mode="json"),
             new.attribution.model_dump(mode="json"),
         )
+    if new.mirror is not None and (
+        old.mirror is None
+        or new.mirror.days > old.mirror.days
+        or set(new.mirror.channels) - set(old.mirror.channels)
+    ):
+        more("mirror", old.mirror, new.mirror)
     if new.safe_default != old.safe_default:
         more("safe_default", old.safe_default, new.safe_default)
     out += _budget_widenings(old.budgets, new.budgets)

@@ -58,6 +58,8 @@ CONFIG = {
 STATEFUL_RULES = {
     ("POST", "/v1/decisions"): ("trigger", "channels[", "now"),
     ("POST", "/v1/decisions/{decision_id}/reward"): ("value",),
+    ("POST", "/v1/rankings"): ("trigger", "channel", "exclude_offers[", "now"),
+    ("POST", "/v1/rankings/{ranking_id}/events"): ("slot",),
 }
 
 
