@@ -14,7 +14,7 @@ from optimizer.policy import BanditPolicy
 
 ACTIONS = [f"|o offer_{i}" for i in range(4)]
 BOUNDS = ExplorationSpec(min_probability_share=0.05, max_epsilon=0.3)
-FAST = DriftSettings(warm_up=200, recovery_rewards=100, half_life=200)
+FAST = DriftSettings(warm_up=200, recovery_rewards=100)
 
 
 def feed(monitor: DriftMonitor, residuals: np.ndarray) -> list[tuple[int, str]]:
@@ -45,7 +45,7 @@ def test_a_shifted_mean_is_found_about_when_the_cusum_says_and_then_caught_up_wi
 ) -> None:
     rng = np.random.default_rng(seed)
     monitor = DriftMonitor(settings=FAST)
-    assert feed(monitor, rng.normal(0.0, 1.0, 1_000)) == []
+    assert feed(monitor, rng.normal(0.0, 1.0, 3_000)) == []
     bound = FAST.threshold / (shift - FAST.slack)
     events = feed(monitor, rng.normal(sign * shift, 1.0, int(3 * bound)))
     assert events, "the shift went unnoticed"
