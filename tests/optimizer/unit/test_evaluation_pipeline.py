@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,12 +54,17 @@ def snapshot() -> CatalogSnapshot:
     return snapshot_of(CatalogSpec.model_validate(yaml.safe_load(MINIMAL.read_text())))
 
 
-@pytest.fixture(scope="module")
-def logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
-    """N uniform decisions a minute apart, reward sequences in time order, 0/1 rewards."""
-    rng = np.random.default_rng(7)
+Outcome = Callable[[int, str | None, str | None, np.random.Generator], tuple[float, bool]]
+"""Round, offer and channel chosen, the generator -> (reward, unsubscribed)."""
+
+
+def uniform_logs(
+    snapshot: CatalogSnapshot, *, seed: int, reward_range: tuple[float, float], outcome: Outcome
+) -> MemoryDecisionLogs:
+    """N uniform decisions a minute apart, reward sequences in time order."""
+    rng = np.random.default_rng(seed)
     store = MemoryDecisionLogs()
-    store.declare_reward_range(FRAME, 1, 0.0, 1.0)
+    store.declare_reward_range(FRAME, 1, *reward_range)
     ids = np.array(sorted(snapshot.actions.values()), dtype=np.int32)
     signature = {a: s for s, a in snapshot.actions.items()}
     for i in range(N):
@@ -87,9 +93,22 @@ def logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
             policy_version="uniform",
         )
         store.log(decision)
-        rate = TRUTH.get((offer or "", channel or ""), 0.05)
-        store.reward(decision.id, value=float(rng.random() < rate), sequence=i + 1)
+        value, unsubscribed = outcome(i, offer, channel, rng)
+        store.reward(decision.id, value=value, unsubscribed=unsubscribed, sequence=i + 1)
     return store
+
+
+@pytest.fixture(scope="module")
+def logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
+    """0/1 rewards by the known truth."""
+
+    def converts(
+        i: int, offer: str | None, channel: str | None, rng: np.random.Generator
+    ) -> tuple[float, bool]:
+        rate = TRUTH.get((offer or "", channel or ""), 0.05)
+        return float(rng.random() < rate), False
+
+    return uniform_logs(snapshot, seed=7, reward_range=(0.0, 1.0), outcome=converts)
 
 
 class Registry:
@@ -280,34 +299,13 @@ def priced_harm(frame: FrameVersion, **limits: float) -> FrameVersion:
 @pytest.fixture(scope="module")
 def unsubscribing_logs(snapshot: CatalogSnapshot) -> MemoryDecisionLogs:
     """Uniform decisions as in `logs`, where every third SMS contact unsubscribes."""
-    rng = np.random.default_rng(11)
-    store = MemoryDecisionLogs()
-    store.declare_reward_range(FRAME, 1, -2.1, 1.0)
-    ids = np.array(sorted(snapshot.actions.values()), dtype=np.int32)
-    signature = {a: s for s, a in snapshot.actions.items()}
-    for i in range(N):
-        chosen = int(rng.choice(ids))
-        offer, _, channel, _ = split_signature(signature[chosen])
-        decision = LoggedDecision(
-            id=uuid.UUID(int=i + 1),
-            created_at=START + timedelta(minutes=i),
-            customer_id=f"c{i}",
-            trigger_key="health_c_to_d",
-            frame_key=FRAME,
-            reason="policy" if offer else "policy_no_contact",
-            context={"health_class": "CD"[i % 2], "language": "de", "trigger": "health_c_to_d"},
-            candidate_action_ids=ids,
-            probabilities=np.full(len(ids), 1.0 / len(ids)),
-            chosen_action_id=chosen,
-            probability=1.0 / len(ids),
-            send_at=None,
-            policy_version="uniform",
-        )
-        store.log(decision)
-        store.reward(
-            decision.id, value=0.0, unsubscribed=channel == "sms" and i % 3 == 0, sequence=i + 1
-        )
-    return store
+
+    def unsubscribes(
+        i: int, offer: str | None, channel: str | None, rng: np.random.Generator
+    ) -> tuple[float, bool]:
+        return 0.0, channel == "sms" and i % 3 == 0
+
+    return uniform_logs(snapshot, seed=11, reward_range=(-2.1, 1.0), outcome=unsubscribes)
 
 
 def test_harm_under_the_logging_policy_is_the_logged_harm_and_none_without_contacts(
